@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Every test wwboot has: formatting, vet, and the race-enabled test suite (including the VM boot).
+set -euo pipefail
+cd "$(dirname "$0")"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+go vet ./...
+go test -race -timeout 60m ./...
