@@ -1,0 +1,317 @@
+package nodedb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DB is an immutable, indexed snapshot of an inventory: every node merged
+// with its profiles and validated, with O(1) lookups by name, hardware
+// address and IP address. It is safe for concurrent use. Stores hand out a
+// new DB when the inventory changes; a DB itself never changes.
+type DB struct {
+	cfg   *Config
+	nodes map[string]*Node
+	names []string
+	byHW  map[string]*Node // key: string(net.HardwareAddr) bytes
+	byIP  map[netip.Addr]*Node
+}
+
+// New validates cfg, merges every node with its profiles and indexes the
+// result. cfg must not be modified afterwards.
+func New(cfg *Config) (*DB, error) {
+	return build(normalize(cfg), "", nil)
+}
+
+// build is New with a source file and its document, to locate errors.
+func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
+	db := &DB{
+		cfg:   cfg,
+		nodes: make(map[string]*Node, len(cfg.Nodes)),
+		names: make([]string, 0, len(cfg.Nodes)),
+		byHW:  make(map[string]*Node, len(cfg.Nodes)),
+		byIP:  make(map[netip.Addr]*Node, len(cfg.Nodes)),
+	}
+	var errs []error
+	fail := func(kind, name string, field []string, err error) {
+		if len(errs) < maxErrors {
+			errs = append(errs, &Error{File: file, Line: locate(doc, kind, name, field...), Kind: kind, Name: name, Field: strings.Join(field, "."), Err: err})
+		}
+	}
+	for _, kind := range []string{"profile", "node"} {
+		recs := cfg.NodeProfiles
+		if kind == "node" {
+			recs = cfg.Nodes
+		}
+		for _, name := range sortedKeys(recs) {
+			checkName(kind, name, fail)
+			checkRecord(kind, name, recs[name], fail)
+		}
+	}
+	ex := &expander{profiles: cfg.NodeProfiles, done: map[string][]string{}}
+	for _, name := range sortedKeys(cfg.NodeProfiles) {
+		if _, err := ex.expand([]string{name}, nil); err != nil {
+			fail("profile", name, []string{"profiles"}, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	chains := map[string]*Record{} // merged profile chains, shared by nodes with the same profiles
+	for _, name := range sortedKeys(cfg.Nodes) {
+		rec := cfg.Nodes[name]
+		key := strings.Join(rec.Profiles, "\x00")
+		base, ok := chains[key]
+		if !ok {
+			chain, err := ex.expand(rec.Profiles, nil)
+			if err != nil {
+				fail("node", name, []string{"profiles"}, err)
+				continue
+			}
+			base = &Record{}
+			for _, p := range chain {
+				mergeRecord(base, cfg.NodeProfiles[p])
+			}
+			base.Profiles = chain
+			chains[key] = base
+		}
+		n := &Node{ID: name}
+		mergeRecord(&n.Record, base)
+		profiles := n.Profiles
+		mergeRecord(&n.Record, rec)
+		n.Profiles = profiles
+		n.Primary = primaryOf(&n.Record)
+		if n.PrimaryNetDev != "" && n.Primary == "" {
+			fail("node", name, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
+		}
+		db.index(n, fail)
+		db.nodes[name] = n
+		db.names = append(db.names, name)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return db, nil
+}
+
+// index adds n's hardware and IP addresses, reporting duplicates.
+func (db *DB) index(n *Node, fail func(kind, name string, field []string, err error)) {
+	for _, dev := range sortedKeys(n.NetDevs) {
+		nd := n.NetDevs[dev]
+		if nd.Hwaddr != "" {
+			if hw, err := ParseHW(nd.Hwaddr); err == nil {
+				if other, dup := db.byHW[string(hw)]; dup && other != n {
+					fail("node", n.ID, []string{"network devices", dev, "hwaddr"}, fmt.Errorf("%s is also the address of node %q: each MAC belongs to one node", hw, other.ID))
+				} else {
+					db.byHW[string(hw)] = n
+				}
+			}
+		}
+		if nd.Ipaddr != "" {
+			if p, err := ParseIPv4(nd.Ipaddr); err == nil {
+				if other, dup := db.byIP[p.Addr()]; dup && other != n {
+					fail("node", n.ID, []string{"network devices", dev, "ipaddr"}, fmt.Errorf("%s is also the address of node %q: give each node its own", p.Addr(), other.ID))
+				} else {
+					db.byIP[p.Addr()] = n
+				}
+			}
+		}
+	}
+}
+
+// primaryOf names the primary network device: the primary network field if
+// it names a device, else the alphabetically first device.
+func primaryOf(r *Record) string {
+	if r.PrimaryNetDev != "" {
+		if _, ok := r.NetDevs[r.PrimaryNetDev]; ok {
+			return r.PrimaryNetDev
+		}
+		return ""
+	}
+	if len(r.NetDevs) == 0 {
+		return ""
+	}
+	return sortedKeys(r.NetDevs)[0]
+}
+
+// checkName rejects names that cannot be a host name or file name.
+func checkName(kind, name string, fail func(kind, name string, field []string, err error)) {
+	if name == "" || strings.ContainsAny(name, "/\\ \t\n\x00") || name == "." || name == ".." || strings.HasPrefix(name, "-") || strings.HasPrefix(name, Negation) {
+		fail(kind, name, nil, fmt.Errorf("%q is not a valid %s name: use letters, digits, '-', '_' and '.'", name, kind))
+	}
+}
+
+// checkRecord validates the syntax of one raw record's values.
+func checkRecord(kind, name string, r *Record, fail func(kind, name string, field []string, err error)) {
+	for _, dev := range sortedKeys(r.NetDevs) {
+		nd := r.NetDevs[dev]
+		if nd == nil {
+			continue
+		}
+		at := func(f string) []string { return []string{"network devices", dev, f} }
+		if nd.Hwaddr != "" {
+			if _, err := ParseHW(nd.Hwaddr); err != nil {
+				fail(kind, name, at("hwaddr"), err)
+			}
+		}
+		var ip4 netip.Prefix
+		if nd.Ipaddr != "" {
+			var err error
+			if ip4, err = ParseIPv4(nd.Ipaddr); err != nil {
+				fail(kind, name, at("ipaddr"), err)
+			}
+		}
+		if nd.Netmask != "" {
+			bits, err := ParseNetmask(nd.Netmask)
+			switch {
+			case err != nil:
+				fail(kind, name, at("netmask"), err)
+			case ip4.IsValid() && ip4.Bits() >= 0 && ip4.Bits() != bits:
+				fail(kind, name, at("netmask"), fmt.Errorf("%s (/%d) conflicts with ipaddr %s: make them agree or drop the /prefix from ipaddr", nd.Netmask, bits, nd.Ipaddr))
+			}
+		}
+		if nd.Gateway != "" {
+			if _, err := ParseIPv4(nd.Gateway); err != nil {
+				fail(kind, name, at("gateway"), err)
+			}
+		}
+		var ip6 netip.Prefix
+		if nd.Ipaddr6 != "" {
+			var err error
+			if ip6, err = ParseIPv6(nd.Ipaddr6); err != nil {
+				fail(kind, name, at("ipaddr6"), err)
+			}
+		}
+		if nd.Prefixlen6 != "" {
+			bits, err := atoiRange(nd.Prefixlen6, 0, 128)
+			switch {
+			case err != nil:
+				fail(kind, name, at("prefixlen6"), err)
+			case ip6.IsValid() && ip6.Bits() >= 0 && ip6.Bits() != bits:
+				fail(kind, name, at("prefixlen6"), fmt.Errorf("/%d conflicts with ipaddr6 %s: make them agree", bits, nd.Ipaddr6))
+			}
+		}
+		if nd.Gateway6 != "" {
+			if _, err := ParseIPv6(nd.Gateway6); err != nil {
+				fail(kind, name, at("gateway6"), err)
+			}
+		}
+		if nd.MTU != "" {
+			if _, err := atoiRange(nd.MTU, 68, 65535); err != nil {
+				fail(kind, name, at("mtu"), err)
+			}
+		}
+		checkBool(kind, name, at("onboot"), nd.OnBoot, fail)
+	}
+	checkBool(kind, name, []string{"discoverable"}, r.Discoverable, fail)
+	if r.Ipmi != nil {
+		for f, v := range map[string]string{"ipaddr": r.Ipmi.Ipaddr, "gateway": r.Ipmi.Gateway} {
+			if v != "" {
+				if _, err := ParseIPv4(v); err != nil {
+					fail(kind, name, []string{"ipmi", f}, err)
+				}
+			}
+		}
+		if r.Ipmi.Netmask != "" {
+			if _, err := ParseNetmask(r.Ipmi.Netmask); err != nil {
+				fail(kind, name, []string{"ipmi", "netmask"}, err)
+			}
+		}
+		checkBool(kind, name, []string{"ipmi", "write"}, r.Ipmi.Write, fail)
+	}
+}
+
+func checkBool(kind, name string, field []string, v string, fail func(kind, name string, field []string, err error)) {
+	if v == "" {
+		return
+	}
+	if _, ok := ParseBool(v); !ok {
+		fail(kind, name, field, fmt.Errorf("%q is not a boolean: use true or false", v))
+	}
+}
+
+// ParseBool reads the booleans nodes.conf uses (true/false, yes/no, 1/0,
+// on/off, any case). ok is false for anything else.
+func ParseBool(s string) (v, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "yes", "y", "1", "on":
+		return true, true
+	case "false", "no", "n", "0", "off":
+		return false, true
+	}
+	return false, false
+}
+
+// Config returns the raw inventory the snapshot was built from. Callers
+// must not modify it; stores' Update hands out a private copy to change.
+func (db *DB) Config() *Config { return db.cfg }
+
+// Len returns the number of nodes.
+func (db *DB) Len() int { return len(db.names) }
+
+// Names returns the node names in sorted order. The slice is shared: do not modify it.
+func (db *DB) Names() []string { return db.names }
+
+// Nodes returns every effective node in name order.
+func (db *DB) Nodes() []*Node {
+	out := make([]*Node, len(db.names))
+	for i, name := range db.names {
+		out[i] = db.nodes[name]
+	}
+	return out
+}
+
+// Node returns the effective node called name.
+func (db *DB) Node(name string) (*Node, error) {
+	if n, ok := db.nodes[name]; ok {
+		return n, nil
+	}
+	return nil, fmt.Errorf("node %q: %w", name, ErrNotFound)
+}
+
+// NodeByHW returns the node with a network device of that hardware address.
+// It does not allocate when the node exists.
+func (db *DB) NodeByHW(_ context.Context, hw net.HardwareAddr) (*Node, error) {
+	if n, ok := db.byHW[string(hw)]; ok {
+		return n, nil
+	}
+	return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrNotFound)
+}
+
+// NodeByIP returns the node with a network device of that IPv4 address.
+func (db *DB) NodeByIP(_ context.Context, ip netip.Addr) (*Node, error) {
+	if n, ok := db.byIP[ip.Unmap()]; ok {
+		return n, nil
+	}
+	return nil, fmt.Errorf("ipaddr %s: %w", ip, ErrNotFound)
+}
+
+// NodeByName returns the effective node called name.
+func (db *DB) NodeByName(_ context.Context, name string) (*Node, error) { return db.Node(name) }
+
+// Profile returns the raw profile record called name, or ErrNotFound.
+func (db *DB) Profile(name string) (*Record, error) {
+	if p, ok := db.cfg.NodeProfiles[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("profile %q: %w", name, ErrNotFound)
+}
+
+// ProfileNames returns the profile names in sorted order.
+func (db *DB) ProfileNames() []string { return sortedKeys(db.cfg.NodeProfiles) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

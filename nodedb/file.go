@@ -1,0 +1,437 @@
+package nodedb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FileStore is an inventory kept in a Warewulf-format nodes.conf file.
+//
+// Every write is atomic (temporary file, fsync, rename, fsync of the
+// directory) and serialized across processes by an exclusive lock on a
+// sibling lock file, and it applies its change to the file as it is under
+// the lock, so concurrent writers never lose each other's updates. A write
+// changes only the records it touches: comments and key order elsewhere in
+// the file stay as the user wrote them.
+//
+// Readers see changes made by other processes without a restart: the file
+// is checked at most once per CheckInterval and reloaded when it changed. A
+// file that no longer parses is logged and the last good inventory is kept.
+type FileStore struct {
+	path  string
+	log   *slog.Logger
+	every time.Duration
+
+	mu        sync.Mutex // serializes reloads and writes within the process
+	cur       atomic.Pointer[fileState]
+	lastCheck atomic.Int64 // unix nanoseconds of the last stat
+}
+
+// fileState is one loaded version of the file.
+type fileState struct {
+	db  *DB
+	doc *yaml.Node
+	id  fileID
+}
+
+// fileID tells whether the file changed since it was read.
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+}
+
+// Option configures a FileStore.
+type Option func(*FileStore)
+
+// WithLogger sets the logger for reload problems (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(s *FileStore) { s.log = l } }
+
+// CheckInterval sets how often readers look for changes to the file (default
+// one second; zero checks on every read).
+func CheckInterval(d time.Duration) Option { return func(s *FileStore) { s.every = d } }
+
+// Open loads a nodes.conf file. The file must exist (see Create).
+func Open(ctx context.Context, path string, opts ...Option) (*FileStore, error) {
+	s := &FileStore{path: path, log: slog.New(slog.DiscardHandler), every: time.Second}
+	for _, o := range opts {
+		o(s)
+	}
+	st, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(st)
+	s.lastCheck.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// Create writes a new nodes.conf holding cfg, failing with ErrExists if the
+// file is already there, and opens it.
+func Create(ctx context.Context, path string, cfg *Config, opts ...Option) (*FileStore, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	db, err := New(cloneConfig(normalize(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockFile(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if _, err := os.Lstat(path); err == nil {
+		return nil, fmt.Errorf("%s: %w", path, ErrExists)
+	}
+	data, err := encodeDoc(encodeConfig(db.cfg))
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(path, data, 0o640); err != nil {
+		return nil, err
+	}
+	return Open(ctx, path, opts...)
+}
+
+// Path returns the file's path.
+func (s *FileStore) Path() string { return s.path }
+
+func (s *FileStore) load() (*fileState, error) {
+	f, err := os.Open(s.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("inventory %s does not exist: run 'wwboot init' or name another with --root: %w", s.path, err)
+		}
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("inventory %s: %w", s.path, err)
+	}
+	cfg, doc, err := parse(s.path, data)
+	if err != nil {
+		return nil, err
+	}
+	db, err := build(cfg, s.path, doc)
+	if err != nil {
+		return nil, err
+	}
+	return &fileState{db: db, doc: doc, id: idOf(fi)}, nil
+}
+
+// Snapshot returns the current inventory, reloading the file first if it
+// changed since the last check.
+func (s *FileStore) Snapshot(context.Context) (*DB, error) {
+	now := time.Now().UnixNano()
+	last := s.lastCheck.Load()
+	if now-last >= int64(s.every) && s.lastCheck.CompareAndSwap(last, now) {
+		s.refresh()
+	}
+	return s.cur.Load().db, nil
+}
+
+// refresh reloads the file if it changed. Only one goroutine reloads; the
+// others keep answering from the previous snapshot meanwhile.
+func (s *FileStore) refresh() {
+	fi, err := os.Stat(s.path)
+	if err != nil || idOf(fi) == s.cur.Load().id {
+		return
+	}
+	if !s.mu.TryLock() {
+		return
+	}
+	defer s.mu.Unlock()
+	st, err := s.load()
+	if err != nil {
+		s.log.Error("inventory changed but cannot be loaded; still serving the previous version", "file", s.path, "err", err)
+		return
+	}
+	s.cur.Store(st)
+	s.log.Info("inventory reloaded", "file", s.path, "nodes", st.db.Len())
+}
+
+// Update applies fn to the inventory as it is in the file under the lock
+// and writes the result atomically. Nothing is written if fn fails or the
+// result does not validate.
+func (s *FileStore) Update(ctx context.Context, fn func(*Config) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unlock, err := lockFile(ctx, s.path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st := s.cur.Load()
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	if idOf(fi) != st.id { // another writer got there first: start from its version
+		if st, err = s.load(); err != nil {
+			return err
+		}
+		s.cur.Store(st)
+	}
+	cfg := cloneConfig(st.db.cfg)
+	if err := fn(cfg); err != nil {
+		return err
+	}
+	normalize(cfg)
+	db, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	doc := patchDoc(st.doc, st.db.cfg, db.cfg)
+	data, err := encodeDoc(doc)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(s.path, data, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	fi, err = os.Stat(s.path)
+	if err != nil {
+		return fmt.Errorf("inventory: %w", err)
+	}
+	s.cur.Store(&fileState{db: db, doc: doc, id: idOf(fi)})
+	s.lastCheck.Store(time.Now().UnixNano())
+	return nil
+}
+
+// NodeByHW looks a node up by hardware address in the current snapshot.
+func (s *FileStore) NodeByHW(ctx context.Context, hw net.HardwareAddr) (*Node, error) {
+	db, _ := s.Snapshot(ctx)
+	return db.NodeByHW(ctx, hw)
+}
+
+// NodeByIP looks a node up by IPv4 address in the current snapshot.
+func (s *FileStore) NodeByIP(ctx context.Context, ip netip.Addr) (*Node, error) {
+	db, _ := s.Snapshot(ctx)
+	return db.NodeByIP(ctx, ip)
+}
+
+// NodeByName looks a node up by name in the current snapshot.
+func (s *FileStore) NodeByName(ctx context.Context, name string) (*Node, error) {
+	db, _ := s.Snapshot(ctx)
+	return db.NodeByName(ctx, name)
+}
+
+func idOf(fi os.FileInfo) fileID {
+	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+		id.ctime = st.Ctim.Nano()
+	}
+	return id
+}
+
+// lockFile takes an exclusive lock on PATH.lock, waiting until it is free
+// or ctx ends, and returns the function that releases it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	lp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".lock")
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("inventory lock: %w", err)
+	}
+	delay := time.Millisecond
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil // closing releases the lock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("inventory lock %s: %w", lp, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for inventory lock %s (another wwboot is writing): %w", lp, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 20*time.Millisecond)
+	}
+}
+
+// writeAtomic replaces path with data: temporary file in the same
+// directory, fsync, rename, fsync of the directory. A crash at any point
+// leaves either the old or the new file.
+func writeAtomic(path string, data []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	committed = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: fsync directory: %w", path, err)
+	}
+	return nil
+}
+
+// encodeConfig renders a whole Config as a YAML document tree.
+func encodeConfig(cfg *Config) *yaml.Node {
+	var n yaml.Node
+	if err := n.Encode(cfg); err != nil {
+		panic(fmt.Sprintf("nodedb: encode: %v", err)) // plain data: cannot fail
+	}
+	return &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{&n}}
+}
+
+func encodeDoc(doc *yaml.Node) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, fmt.Errorf("encode inventory: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode inventory: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// patchDoc returns doc changed to hold next instead of prev, touching only
+// the records that differ, so that comments and order elsewhere survive.
+func patchDoc(doc *yaml.Node, prev, next *Config) *yaml.Node {
+	if doc == nil || doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return encodeConfig(next)
+	}
+	root := doc.Content[0]
+	if next.WWInternal != prev.WWInternal {
+		setKey(root, "WW_INTERNAL", encodeValue(next.WWInternal))
+	}
+	for _, sec := range []struct {
+		key        string
+		prev, next map[string]*Record
+	}{{"nodeprofiles", prev.NodeProfiles, next.NodeProfiles}, {"nodes", prev.Nodes, next.Nodes}} {
+		_, m := lookupKey(root, sec.key)
+		if m == nil || m.Kind != yaml.MappingNode {
+			setKey(root, sec.key, encodeValue(sec.next))
+			continue
+		}
+		kept := m.Content[:0]
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if _, ok := sec.next[m.Content[i].Value]; ok {
+				kept = append(kept, m.Content[i], m.Content[i+1])
+			}
+		}
+		m.Content = kept
+		if len(m.Content) == 0 {
+			m.Style = yaml.FlowStyle // "nodes: {}"
+		}
+		for _, name := range sortedKeys(sec.next) {
+			rec := sec.next[name]
+			if old, ok := sec.prev[name]; ok && reflect.DeepEqual(old, rec) {
+				continue
+			}
+			setKey(m, name, encodeValue(rec))
+		}
+	}
+	return doc
+}
+
+func encodeValue(v any) *yaml.Node {
+	var n yaml.Node
+	if err := n.Encode(v); err != nil {
+		panic(fmt.Sprintf("nodedb: encode: %v", err))
+	}
+	return &n
+}
+
+// setKey sets key in mapping m to val, merging into an existing value so
+// that its comments and key order survive.
+func setKey(m *yaml.Node, key string, val *yaml.Node) {
+	if _, old := lookupKey(m, key); old != nil {
+		mergeNode(old, val)
+		return
+	}
+	if m.Style == yaml.FlowStyle {
+		m.Style = 0
+	}
+	m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, val)
+}
+
+// mergeNode makes dst hold src's value, keeping dst's comments and, for
+// mappings, the order and comments of keys both have.
+func mergeNode(dst, src *yaml.Node) {
+	if dst.Kind != yaml.MappingNode || src.Kind != yaml.MappingNode {
+		head, line, foot := dst.HeadComment, dst.LineComment, dst.FootComment
+		*dst = *src
+		dst.HeadComment, dst.LineComment, dst.FootComment = head, line, foot
+		return
+	}
+	want := make(map[string]*yaml.Node, len(src.Content)/2)
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		want[src.Content[i].Value] = src.Content[i+1]
+	}
+	kept := dst.Content[:0]
+	have := make(map[string]bool, len(dst.Content)/2)
+	for i := 0; i+1 < len(dst.Content); i += 2 {
+		k, v := dst.Content[i], dst.Content[i+1]
+		if nv, ok := want[k.Value]; ok {
+			mergeNode(v, nv)
+			kept = append(kept, k, v)
+			have[k.Value] = true
+		}
+	}
+	dst.Content = kept
+	for i := 0; i+1 < len(src.Content); i += 2 {
+		if !have[src.Content[i].Value] {
+			dst.Content = append(dst.Content, src.Content[i], src.Content[i+1])
+		}
+	}
+	if len(dst.Content) > 0 && dst.Style == yaml.FlowStyle {
+		dst.Style = 0
+	}
+}
