@@ -1,0 +1,466 @@
+//go:build linux
+
+package dhcp
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"golang.org/x/sys/unix"
+)
+
+// ServerConfig configures a [Server].
+type ServerConfig struct {
+	// Interfaces names the interfaces to serve; one socket each, bound to
+	// the device, so the server always knows where a packet arrived.
+	Interfaces []string
+	// Proxy also listens on the PXE boot server port 4011 (proxy mode).
+	Proxy bool
+	// Workers bounds how many requests are handled at once; default 64.
+	Workers int
+	// Queue bounds how many received packets wait for a worker; packets
+	// beyond it are dropped and counted (queue_full). Default 1024.
+	Queue int
+	// Logger receives errors and warnings; nil discards.
+	Logger *slog.Logger
+	// Metrics counts packets; nil counts nothing. Give it the same value
+	// as the policy's.
+	Metrics *Metrics
+}
+
+// Server receives DHCP packets on named interfaces and answers them with a
+// [Handler] on a bounded pool of workers. It is written on raw UDP sockets
+// rather than insomniacslk's server4, which starts an unbounded goroutine
+// per packet, cannot tell which address a packet arrived on, broadcasts
+// every reply to an unconfigured client, does not answer relays, and sets
+// SO_REUSEPORT so that a second DHCP server on port 67 silently takes half
+// the traffic. This server binds port 67 exclusively (another server on the
+// same port makes Listen fail with a clear error), learns the arrival
+// address from IP_PKTINFO, and delivers replies per RFC 2131 section 4.1.
+type Server struct {
+	h   Handler
+	cfg ServerConfig
+	log *slog.Logger
+
+	mu     sync.Mutex
+	stop   chan struct{}
+	served bool
+	done   chan struct{}
+
+	bufs sync.Pool
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or a second Serve.
+var ErrServerClosed = errors.New("dhcp: server closed")
+
+// NewServer returns a server that answers with h.
+func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("dhcp: NewServer: handler is nil")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{h: h, cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	s.bufs.New = func() any { return new(packet) }
+	return s, nil
+}
+
+// Conn is a DHCP socket bound to one interface and port.
+type Conn struct {
+	iface    string
+	ifindex  int
+	port     int
+	udp      *net.UDPConn
+	prefixes []netip.Prefix // the interface's IPv4 prefixes when opened
+}
+
+// Interface is the name of the interface the socket is bound to.
+func (c *Conn) Interface() string { return c.iface }
+
+// Port is the local UDP port.
+func (c *Conn) Port() int { return c.port }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.udp.Close() }
+
+// Listen opens a DHCP socket on interface ifname and UDP port (67, or 4011
+// for proxy mode) in the calling thread's network namespace. The port is
+// bound without SO_REUSEADDR/SO_REUSEPORT, so another DHCP server holding
+// it makes Listen fail instead of silently sharing the traffic.
+func Listen(ifname string, port int) (*Conn, error) {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: interface %q: %w (check the interface name in the config)", ifname, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("dhcp: addresses of interface %s: %w", ifname, err)
+	}
+	var prefixes []netip.Prefix
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip4 := n.IP.To4(); ip4 != nil {
+				ones, _ := n.Mask.Size()
+				prefixes = append(prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte(ip4)), ones))
+			}
+		}
+	}
+	var serr error
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		err := rc.Control(func(fd uintptr) {
+			if serr = unix.BindToDevice(int(fd), ifname); serr != nil {
+				serr = fmt.Errorf("SO_BINDTODEVICE: %w", serr)
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1); serr != nil {
+				serr = fmt.Errorf("SO_BROADCAST: %w", serr)
+				return
+			}
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1); serr != nil {
+				serr = fmt.Errorf("IP_PKTINFO: %w", serr)
+				return
+			}
+			// A boot storm arrives in bursts: give the kernel room to queue it.
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w: another DHCP server (dnsmasq, dhcpd, kea, a second wwboot) holds the port on this machine; stop it, or run wwboot in proxy mode beside the site's server", ifname, port, err)
+		}
+		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w: binding a DHCP port needs root or CAP_NET_BIND_SERVICE and CAP_NET_RAW", ifname, port, err)
+		}
+		return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w", ifname, port, err)
+	}
+	return &Conn{iface: ifname, ifindex: ifc.Index, port: port, udp: pc.(*net.UDPConn), prefixes: prefixes}, nil
+}
+
+// Listen opens the sockets the config asks for: port 67 on every
+// interface, and 4011 too in proxy mode. On error it closes what it opened.
+func (s *Server) Listen() ([]*Conn, error) {
+	if len(s.cfg.Interfaces) == 0 {
+		return nil, errors.New("dhcp: server config names no interfaces: set ServerConfig.Interfaces")
+	}
+	ports := []int{ServerPort}
+	if s.cfg.Proxy {
+		ports = append(ports, PXEServerPort)
+	}
+	var conns []*Conn
+	for _, ifname := range s.cfg.Interfaces {
+		for _, port := range ports {
+			c, err := Listen(ifname, port)
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return nil, err
+			}
+			conns = append(conns, c)
+		}
+	}
+	return conns, nil
+}
+
+// ListenAndServe opens the configured sockets and serves them until ctx
+// is done or Shutdown is called.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	conns, err := s.Listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, conns...)
+}
+
+type packet struct {
+	buf   [4096]byte
+	n     int
+	conn  *Conn
+	peer  netip.AddrPort
+	local netip.Addr
+}
+
+// Serve answers packets from conns until ctx is done or Shutdown is
+// called, then stops reading, lets the requests in hand finish, closes the
+// conns and returns nil. It returns ErrServerClosed if the server was
+// already shut down.
+func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
+	s.mu.Lock()
+	if s.served {
+		s.mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		return ErrServerClosed
+	}
+	s.served = true // one Serve per Server
+	s.mu.Unlock()
+	defer close(s.done)
+	if len(conns) == 0 {
+		return errors.New("dhcp: Serve: no sockets (call Listen first)")
+	}
+
+	queue := make(chan *packet, s.cfg.Queue)
+	hctx := context.WithoutCancel(ctx) // requests in hand finish after a stop
+	var readers, workers sync.WaitGroup
+	for _, c := range conns {
+		s.log.Info("dhcp: serving", "interface", c.iface, "port", c.port, "addresses", fmt.Sprint(c.prefixes))
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.read(c, queue)
+		}()
+	}
+	for range s.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for p := range queue {
+				s.handle(hctx, p)
+				s.bufs.Put(p)
+			}
+		}()
+	}
+
+	select {
+	case <-ctx.Done():
+	case <-s.stop:
+	}
+	for _, c := range conns {
+		_ = c.udp.SetReadDeadline(time.Unix(1, 0))
+	}
+	readers.Wait()
+	close(queue)
+	workers.Wait()
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}
+
+// Shutdown stops Serve: no more packets are read, requests in hand finish.
+// It returns when Serve has returned or ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	started := s.served
+	s.served = true
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) read(c *Conn, queue chan<- *packet) {
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo)*2)
+	for {
+		p := s.bufs.Get().(*packet)
+		n, oobn, _, peer, err := c.udp.ReadMsgUDPAddrPort(p.buf[:], oob)
+		if err != nil {
+			s.bufs.Put(p)
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Error("dhcp: read", "interface", c.iface, "port", c.port, "err", err)
+			time.Sleep(10 * time.Millisecond) // don't spin on a persistent error
+			continue
+		}
+		p.n, p.conn, p.peer = n, c, peer
+		p.local = c.localAddr(oob[:oobn])
+		select {
+		case queue <- p:
+		default:
+			s.cfg.Metrics.drop(DropQueueFull)
+			s.bufs.Put(p)
+		}
+	}
+}
+
+// localAddr is the address the packet was addressed to (a relay's unicast),
+// else the interface address the kernel would answer from, else the
+// interface's first address.
+func (c *Conn) localAddr(oob []byte) netip.Addr {
+	if msgs, err := unix.ParseSocketControlMessage(oob); err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo {
+				info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
+				dst := netip.AddrFrom4(info.Addr)
+				if c.owns(dst) {
+					return dst
+				}
+				if spec := netip.AddrFrom4(info.Spec_dst); !spec.IsUnspecified() {
+					return spec
+				}
+			}
+		}
+	}
+	if len(c.prefixes) > 0 {
+		return c.prefixes[0].Addr()
+	}
+	return netip.Addr{}
+}
+
+func (c *Conn) owns(a netip.Addr) bool {
+	for _, p := range c.prefixes {
+		if p.Addr() == a {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Conn) onLink(a netip.Addr) bool {
+	for _, p := range c.prefixes {
+		if p.Masked().Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handle(ctx context.Context, p *packet) {
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 4096)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.log.Error("dhcp: handler panic", "interface", p.conn.iface, "peer", p.peer, "panic", fmt.Sprint(r), "stack", string(buf))
+		}
+	}()
+	reply, req := s.serve(ctx, p.buf[:p.n], p.conn.iface, p.conn.port, p.local, p.peer)
+	if reply == nil {
+		return
+	}
+	dst, arp := destination(req.Msg, reply, p.conn.port, p.peer)
+	b := reply.ToBytes()
+	if arp && p.conn.onLink(dst.Addr()) {
+		if err := p.conn.setARP(dst.Addr(), reply.ClientHWAddr); err != nil {
+			s.log.Debug("dhcp: ARP entry for unicast reply failed, broadcasting", "err", err)
+			dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ClientPort)
+		}
+	} else if arp {
+		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ClientPort)
+	}
+	if err := p.conn.send(b, dst, p.local); err != nil {
+		s.log.Warn("dhcp: send reply", "interface", p.conn.iface, "to", dst, "mac", reply.ClientHWAddr.String(), "err", err)
+	}
+}
+
+// serve parses one packet and runs the handler; both nil means no reply.
+func (s *Server) serve(ctx context.Context, b []byte, iface string, port int, local netip.Addr, peer netip.AddrPort) (*dhcpv4.DHCPv4, *Request) {
+	m, err := dhcpv4.FromBytes(b)
+	if err != nil || !validRequest(m) {
+		s.cfg.Metrics.drop(DropMalformed)
+		return nil, nil
+	}
+	req := &Request{Msg: m, Interface: iface, Local: local, Port: port, Peer: peer}
+	reply, err := s.h.ServeDHCP(ctx, req)
+	if err != nil {
+		s.log.Error("dhcp: request failed", "interface", iface, "mac", m.ClientHWAddr.String(), "type", m.MessageType().String(), "err", err)
+		return nil, nil
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	s.log.Debug("dhcp: reply", "interface", iface, "mac", m.ClientHWAddr.String(), "type", reply.MessageType().String(), "yiaddr", reply.YourIPAddr.String())
+	return reply, req
+}
+
+// destination picks where a reply goes, per RFC 2131 section 4.1; arp is
+// true when it goes by unicast to a client without an address, whose MAC
+// must be put in the ARP table first.
+func destination(req, reply *dhcpv4.DHCPv4, port int, peer netip.AddrPort) (dst netip.AddrPort, arp bool) {
+	bcast := netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ClientPort)
+	if g, ok := addrOf(req.GatewayIPAddr); ok && !g.IsUnspecified() {
+		return netip.AddrPortFrom(g, ServerPort), false
+	}
+	if port == PXEServerPort && peer.Addr().Is4() && !peer.Addr().IsUnspecified() {
+		return peer, false
+	}
+	if reply.MessageType() == dhcpv4.MessageTypeNak {
+		return bcast, false
+	}
+	if ci, ok := addrOf(req.ClientIPAddr); ok && !ci.IsUnspecified() {
+		return netip.AddrPortFrom(ci, ClientPort), false
+	}
+	if req.IsBroadcast() {
+		return bcast, false
+	}
+	if yi, ok := addrOf(reply.YourIPAddr); ok && !yi.IsUnspecified() {
+		return netip.AddrPortFrom(yi, ClientPort), true
+	}
+	return bcast, false
+}
+
+func (c *Conn) send(b []byte, dst netip.AddrPort, src netip.Addr) error {
+	var oob []byte
+	if src.Is4() {
+		oob = unix.PktInfo4(&unix.Inet4Pktinfo{Ifindex: int32(c.ifindex), Spec_dst: src.As4()})
+	}
+	_, _, err := c.udp.WriteMsgUDPAddrPort(b, oob, dst)
+	return err
+}
+
+// setARP puts addr → mac in the interface's ARP table (SIOCSARP), so a
+// unicast reply reaches a client that cannot answer ARP yet. dnsmasq and
+// ISC dhcpd do the same.
+func (c *Conn) setARP(addr netip.Addr, mac net.HardwareAddr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("hardware address %v is not Ethernet", mac)
+	}
+	var req [68]byte // struct arpreq
+	binary.NativeEndian.PutUint16(req[0:], unix.AF_INET)
+	a4 := addr.As4()
+	copy(req[4:8], a4[:])
+	binary.NativeEndian.PutUint16(req[16:], unix.ARPHRD_ETHER)
+	copy(req[18:24], mac)
+	binary.NativeEndian.PutUint32(req[32:], 0x02) // ATF_COM
+	copy(req[52:67], c.iface)
+	rc, err := c.udp.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, unix.SIOCSARP, uintptr(unsafe.Pointer(&req[0])))
+		if errno != 0 {
+			ierr = errno
+		}
+	}); err != nil {
+		return err
+	}
+	return ierr
+}
