@@ -1,0 +1,317 @@
+package image
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/u-root/u-root/pkg/cpio"
+)
+
+// MaxFileSize is the largest file a newc cpio record can hold: its size field
+// is 32 bits wide. Larger files are rejected with ErrFileTooLarge.
+const MaxFileSize = math.MaxUint32
+
+// ErrFileTooLarge is returned (wrapped, naming the file) for a regular file of
+// 4 GiB or more, which newc cpio cannot represent.
+var ErrFileTooLarge = errors.New("file is 4 GiB or larger: newc cpio cannot hold it; exclude it (--exclude) or shrink it")
+
+// WriterOptions tune a Writer. The zero value is usable.
+type WriterOptions struct {
+	// MTimeClamp, when not zero, caps every record's mtime the way
+	// SOURCE_DATE_EPOCH does: newer times are replaced by MTimeClamp.
+	MTimeClamp time.Time
+	// ParentMode is the permission of parent directories the Writer adds
+	// on its own (owned by root:root). Zero means 0755.
+	ParentMode fs.FileMode
+	// TrailerAlign pads the archive after the trailer record to a multiple
+	// of this many bytes (4 when zero; GNU cpio uses 512). Padding is zero
+	// bytes, which the kernel skips between concatenated archives.
+	TrailerAlign int
+}
+
+// Writer writes a newc cpio archive record by record, as a stream. It
+// implements u-root's cpio.RecordWriter and encodes every record with
+// u-root's newc writer, adding what an initramfs needs and u-root leaves out:
+//
+//   - Parent directories: before a record, every missing ancestor directory
+//     is emitted (mode WriterOptions.ParentMode, root:root), so the kernel,
+//     which does not create parents, never drops an entry. A parent written
+//     explicitly before its children keeps its own mode and owner.
+//   - Owners are kept (cpio.MakeReproducible would zero them); mtimes are
+//     clamped to WriterOptions.MTimeClamp; device numbers of the source file
+//     system are dropped and inode numbers are assigned sequentially, so the
+//     same records produce the same bytes.
+//   - Hard links: regular-file records with NLink > 1 that share (Dev, Ino)
+//     get the same archive inode; the first one carries the data, later ones
+//     are written empty, which both the kernel and GNU cpio turn into links.
+//   - Sizes of 4 GiB or more are rejected with ErrFileTooLarge instead of
+//     being silently truncated.
+//   - Close writes the trailer and pads the archive to
+//     WriterOptions.TrailerAlign, so the output can be concatenated with
+//     other archives (compressed or not) into one initramfs.
+//
+// Names are normalised (leading "/" and "./" dropped, cleaned). Writer does
+// not deduplicate names; callers write each path once (u-root's DedupWriter
+// remembers every name, which would make memory grow with the tree).
+// A Writer is not safe for concurrent use.
+type Writer struct {
+	cw      countWriter
+	opts    WriterOptions
+	clamp   uint64
+	dirs    map[string]struct{}
+	links   map[linkKey]uint64
+	nextIno uint64
+	closed  bool
+}
+
+type linkKey struct{ dev, major, minor, ino uint64 }
+
+// NewWriter returns a Writer that writes a newc archive to w.
+func NewWriter(w io.Writer, opts WriterOptions) *Writer {
+	if opts.ParentMode == 0 {
+		opts.ParentMode = 0o755
+	}
+	if opts.TrailerAlign <= 0 {
+		opts.TrailerAlign = 4
+	}
+	cw := &Writer{cw: countWriter{w: w}, opts: opts, dirs: map[string]struct{}{}, links: map[linkKey]uint64{}}
+	if !opts.MTimeClamp.IsZero() && opts.MTimeClamp.Unix() > 0 {
+		cw.clamp = uint64(opts.MTimeClamp.Unix())
+	}
+	return cw
+}
+
+// Written reports how many bytes of archive the Writer has written.
+func (w *Writer) Written() int64 { return w.cw.n }
+
+// WriteRecord writes rec (its ReaderAt supplies exactly rec.FileSize bytes;
+// it may be nil for records without data), preceded by any parent directory
+// not yet in the archive. See Writer for what is normalised.
+func (w *Writer) WriteRecord(rec cpio.Record) error {
+	if w.closed {
+		return errors.New("cpio writer: WriteRecord after Close")
+	}
+	name := normalizeName(rec.Name)
+	if name == "." || name == "" {
+		// The root itself: the kernel's rootfs already exists.
+		return nil
+	}
+	if name == ".." || strings.HasPrefix(name, "../") {
+		return fmt.Errorf("cpio record %q: name leaves the archive root", rec.Name)
+	}
+	if rec.Mode&cpio.S_IFMT == cpio.S_IFREG && rec.FileSize > MaxFileSize {
+		return fmt.Errorf("%s: %d bytes: %w", name, rec.FileSize, ErrFileTooLarge)
+	}
+	if err := w.parents(name); err != nil {
+		return err
+	}
+	rec.Name = name
+	isDir := rec.Mode&cpio.S_IFMT == cpio.S_IFDIR
+	if isDir {
+		w.dirs[name] = struct{}{}
+	}
+	if w.clamp != 0 && rec.MTime > w.clamp {
+		rec.MTime = w.clamp
+	}
+	key := linkKey{rec.Dev, rec.Major, rec.Minor, rec.Ino}
+	rec.Dev, rec.Major, rec.Minor = 0, 0, 0
+	switch {
+	case rec.Mode&cpio.S_IFMT == cpio.S_IFREG && rec.NLink > 1:
+		if ino, ok := w.links[key]; ok {
+			rec.Ino = ino
+			rec.FileSize = 0
+			rec.ReaderAt = nil
+		} else {
+			w.nextIno++
+			rec.Ino = w.nextIno
+			w.links[key] = rec.Ino
+		}
+	default:
+		w.nextIno++
+		rec.Ino = w.nextIno
+		switch {
+		case isDir:
+			rec.NLink = 2
+		default:
+			rec.NLink = 1
+		}
+	}
+	if rec.FileSize == 0 {
+		rec.ReaderAt = nil
+	} else if rec.ReaderAt == nil {
+		return fmt.Errorf("%s: record has FileSize %d but no data", name, rec.FileSize)
+	}
+	return w.encode(rec)
+}
+
+// encode writes one record with u-root's newc writer. A fresh u-root writer
+// is used per record: its padding is relative to where it started, and every
+// record starts 4-byte aligned; this also keeps u-root's name map from
+// growing with the archive.
+func (w *Writer) encode(rec cpio.Record) error {
+	if err := cpio.Newc.Writer(&w.cw).WriteRecord(rec); err != nil {
+		return fmt.Errorf("%s: writing cpio record: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// parents emits the missing ancestors of name, outermost first.
+func (w *Writer) parents(name string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	if _, ok := w.dirs[dir]; ok {
+		return nil
+	}
+	if err := w.parents(dir); err != nil {
+		return err
+	}
+	w.dirs[dir] = struct{}{}
+	w.nextIno++
+	return w.encode(cpio.Record{Info: cpio.Info{
+		Name:  dir,
+		Ino:   w.nextIno,
+		Mode:  cpio.S_IFDIR | uint64(w.opts.ParentMode.Perm()),
+		NLink: 2,
+		MTime: w.clamp,
+	}})
+}
+
+// WriteDir writes a directory record.
+func (w *Writer) WriteDir(name string, perm fs.FileMode, uid, gid int, mtime time.Time) error {
+	return w.WriteRecord(cpio.Record{Info: cpio.Info{
+		Name: name, Mode: cpio.S_IFDIR | UnixMode(perm), UID: uint64(uid), GID: uint64(gid), MTime: unixTime(mtime),
+	}})
+}
+
+// WriteFile writes a regular file record holding data.
+func (w *Writer) WriteFile(name string, perm fs.FileMode, uid, gid int, mtime time.Time, data []byte) error {
+	return w.WriteRecord(cpio.Record{ReaderAt: bytes.NewReader(data), Info: cpio.Info{
+		Name: name, Mode: cpio.S_IFREG | UnixMode(perm), UID: uint64(uid), GID: uint64(gid),
+		MTime: unixTime(mtime), FileSize: uint64(len(data)),
+	}})
+}
+
+// WriteSymlink writes a symbolic link record pointing at target.
+func (w *Writer) WriteSymlink(name, target string, uid, gid int, mtime time.Time) error {
+	return w.WriteRecord(cpio.Record{ReaderAt: strings.NewReader(target), Info: cpio.Info{
+		Name: name, Mode: cpio.S_IFLNK | 0o777, UID: uint64(uid), GID: uint64(gid),
+		MTime: unixTime(mtime), FileSize: uint64(len(target)),
+	}})
+}
+
+// Close writes the trailer record and the alignment padding. It does not
+// close the underlying writer.
+func (w *Writer) Close() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if err := cpio.Newc.Writer(&w.cw).WriteRecord(cpio.TrailerRecord); err != nil {
+		return fmt.Errorf("writing cpio trailer: %w", err)
+	}
+	return PadTo(&w.cw, w.cw.n, w.opts.TrailerAlign)
+}
+
+// PadTo writes the zero bytes that bring a stream of n bytes to a multiple
+// of align. Use it after a compressed archive (with the count from a
+// CountingWriter) so that the next archive concatenated behind it starts
+// aligned; the kernel skips zero bytes between initramfs archives.
+func PadTo(w io.Writer, n int64, align int) error {
+	if align <= 1 {
+		return nil
+	}
+	pad := (int64(align) - n%int64(align)) % int64(align)
+	if pad == 0 {
+		return nil
+	}
+	if _, err := w.Write(make([]byte, pad)); err != nil {
+		return fmt.Errorf("writing %d bytes of archive padding: %w", pad, err)
+	}
+	return nil
+}
+
+// CountingWriter counts the bytes written through it to W.
+type CountingWriter struct {
+	W io.Writer // destination
+	N int64     // bytes written so far
+}
+
+// Write implements io.Writer.
+func (c *CountingWriter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += int64(n)
+	return n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// UnixMode converts the permission and special bits of an fs.FileMode to the
+// Unix st_mode bits used in cpio headers (file type bits excluded).
+func UnixMode(m fs.FileMode) uint64 {
+	u := uint64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		u |= cpio.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		u |= cpio.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		u |= cpio.S_ISVTX
+	}
+	return u
+}
+
+// unixType returns the S_IFMT bits for m, or 0 for sockets and irregular files.
+func unixType(m fs.FileMode) uint64 {
+	switch m.Type() {
+	case 0:
+		return cpio.S_IFREG
+	case fs.ModeDir:
+		return cpio.S_IFDIR
+	case fs.ModeSymlink:
+		return cpio.S_IFLNK
+	case fs.ModeNamedPipe:
+		return cpio.S_IFIFO
+	case fs.ModeDevice:
+		return cpio.S_IFBLK
+	case fs.ModeDevice | fs.ModeCharDevice:
+		return cpio.S_IFCHR
+	}
+	return 0
+}
+
+func unixTime(t time.Time) uint64 {
+	if t.IsZero() || t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())
+}
+
+func normalizeName(name string) string {
+	name = strings.TrimLeft(name, "/")
+	for strings.HasPrefix(name, "./") {
+		name = strings.TrimLeft(name[2:], "/")
+	}
+	if name == "" {
+		return "."
+	}
+	return path.Clean(name)
+}
