@@ -1,0 +1,126 @@
+package overlay
+
+import (
+	"text/template"
+	"text/template/parse"
+)
+
+// deps is what a template reads, found by walking its parse trees.
+type deps struct {
+	node     bool // reads a field of the node (or everything)
+	allNodes bool // reads .AllNodes (or everything)
+	external bool // calls a function that reads server files
+	hostKeys bool // calls SSHHostKey/SSHHostPubKey
+}
+
+// nodeFuncs are functions whose result depends on the node being rendered.
+func isNodeFunc(name string) bool {
+	switch name {
+	case "SSHHostKey", "SSHHostPubKey":
+		return true
+	}
+	return false
+}
+
+func isExternalFunc(name string) bool {
+	switch name {
+	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey":
+		return true
+	}
+	return false
+}
+
+// analyze walks every tree of t. The analysis is conservative: whatever it
+// cannot follow (the whole data passed to a function or a sub-template,
+// $ on its own) counts as reading the node and the inventory.
+func analyze(t *template.Template) deps {
+	var d deps
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && tt.Tree.Root != nil {
+			walk(&d, tt.Tree.Root, true)
+		}
+	}
+	return d
+}
+
+func (d *deps) everything() { d.node, d.allNodes = true, true }
+
+func (d *deps) rootField(name string) {
+	switch {
+	case name == "AllNodes":
+		d.allNodes = true
+	case isServerField(name):
+	default:
+		d.node = true
+	}
+}
+
+// walk visits n; root says whether dot is the template's data here.
+func walk(d *deps, n parse.Node, root bool) {
+	switch n := n.(type) {
+	case nil:
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			walk(d, c, root)
+		}
+	case *parse.ActionNode:
+		walk(d, n.Pipe, root)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			walk(d, c, root)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walk(d, a, root)
+		}
+	case *parse.IfNode:
+		walk(d, n.Pipe, root)
+		walk(d, n.List, root)
+		walk(d, n.ElseList, root)
+	case *parse.RangeNode:
+		walk(d, n.Pipe, root)
+		walk(d, n.List, false)
+		walk(d, n.ElseList, root)
+	case *parse.WithNode:
+		walk(d, n.Pipe, root)
+		walk(d, n.List, false)
+		walk(d, n.ElseList, root)
+	case *parse.TemplateNode:
+		walk(d, n.Pipe, root)
+	case *parse.FieldNode:
+		if root && len(n.Ident) > 0 {
+			d.rootField(n.Ident[0])
+		}
+	case *parse.DotNode:
+		if root {
+			d.everything()
+		}
+	case *parse.VariableNode:
+		if len(n.Ident) > 0 && n.Ident[0] == "$" {
+			if len(n.Ident) > 1 {
+				d.rootField(n.Ident[1])
+			} else {
+				d.everything()
+			}
+		}
+	case *parse.ChainNode:
+		walk(d, n.Node, root)
+		if _, isDot := n.Node.(*parse.DotNode); isDot && root && len(n.Field) > 0 {
+			d.rootField(n.Field[0])
+		}
+	case *parse.IdentifierNode:
+		if isNodeFunc(n.Ident) {
+			d.node = true
+			d.hostKeys = true
+		}
+		if isExternalFunc(n.Ident) {
+			d.external = true
+		}
+	}
+}

@@ -1,0 +1,65 @@
+// Package overlay renders Warewulf-style overlays per node and packs them as
+// gzip-compressed newc cpio archives, ready to be loaded as initrds beside
+// the node's image.
+//
+// An overlay is a directory NAME/rootfs/... looked up first in the site
+// directory (Options.SiteDir, usually ROOT/overlays) and then among the
+// overlays built into this package (wwinit, hostname, hosts, ifupdown,
+// NetworkManager, systemd-networkd, fstab, resolv, ssh.host_keys,
+// ssh.authorized_keys); a site overlay of the same name wins as a whole.
+// Files ending in ".ww" are Go text/template templates rendered for the node
+// (data: TemplateData; functions: Warewulf's Include, IncludeFrom,
+// IncludeBlock, file, softlink, ImportLink, readlink, basename, inc, dec,
+// abort, nobackup, UniqueField, SystemdEscape, SystemdEscapePath plus
+// sprig's text functions) and written without the suffix; other files and
+// symlinks are copied. Mode, owner and group come from the source file.
+//
+// # Layering
+//
+// A node's system (or runtime) archive holds the overlays of its system (or
+// runtime) overlay list. When two overlays provide the same path, the one
+// later in the list wins, as in Warewulf, where later overlays are written
+// over earlier ones; within one overlay a file produced later (by the file
+// function) wins. Every path appears exactly once in the archive, so the
+// "first of duplicate names wins" rule of u-root and the "last wins" rule of
+// the kernel agree. Directories come before their contents.
+//
+// # Archive layout and sharing
+//
+// An archive is a concatenation of gzip members (valid gzip, which gzip -d,
+// Go and the kernel read as one stream), padded with zero bytes to a
+// multiple of 4 so that another initrd can follow it:
+//
+//  1. the static member: every directory and every plain file and symlink of
+//     the layered overlays, compressed once per overlay list and shared by
+//     every node using that list;
+//  2. the shared member: the output of templates that read nothing of the
+//     node (detected by walking the template's parse tree), compressed once
+//     per overlay list and inventory (when a template ranges over .AllNodes)
+//     and shared by every node; /etc/hosts of a 10,000-node cluster is
+//     compressed once, not 10,000 times;
+//  3. the node's own member: the output of the templates that read the node,
+//     and the cpio trailer.
+//
+// # Caching
+//
+// Renderer.Render caches one archive per node and kind. The cache key covers
+// the overlay files (content hashes, rechecked at most every
+// Options.CheckInterval), the node's effective record, the inventory only
+// when a template of the node's overlays uses .AllNodes (or passes the whole
+// data to something the analysis cannot follow), the server settings, and
+// the files templates read from the server (Include, host keys...), which
+// are re-checked by size and modification time on every hit. Concurrent
+// requests for the same archive render it once (singleflight).
+//
+// # The node console line
+//
+// The wwinit overlay renders /etc/wwboot/node.conf (shell variables: the
+// node's name, primary device, address, init and root) and its /init prints
+//
+//	wwboot: node <hostname> address <ip>
+//
+// on the console before it hands over to the image's init, so a boot test
+// (or an operator watching a serial console) can see which node came up with
+// which address.
+package overlay

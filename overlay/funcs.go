@@ -1,0 +1,316 @@
+package overlay
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+)
+
+// baseFuncs are the functions every template sees: sprig's text functions,
+// then Warewulf's (which win on a name clash) and wwboot's additions. The
+// functions that need the render's state are placeholders here, replaced in
+// each instance.
+func baseFuncs() template.FuncMap {
+	m := sprig.TxtFuncMap()
+	for k, v := range pureFuncs() {
+		m[k] = v
+	}
+	for k, v := range (&state{}).funcs() {
+		m[k] = v
+	}
+	return m
+}
+
+// pureFuncs are the stateless template functions.
+func pureFuncs() template.FuncMap {
+	return template.FuncMap{
+		"basename":          path.Base,
+		"inc":               func(i int) int { return i + 1 },
+		"dec":               func(i int) int { return i - 1 },
+		"UniqueField":       UniqueField,
+		"SystemdEscape":     SystemdEscape,
+		"SystemdEscapePath": SystemdEscapePath,
+		"ShellQuote":        ShellQuote,
+	}
+}
+
+// UniqueField filters input, a text of sep-separated records one per line,
+// keeping the first line for each value of field index (0-based). Lines
+// with fewer fields are kept. Order is preserved. Template argument order:
+// {{ $text | UniqueField ":" 0 }}.
+func UniqueField(sep string, index int, input string) string {
+	seen := map[string]bool{}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(input, "\n") {
+		if line == "" {
+			continue
+		}
+		fields := strings.Split(strings.TrimSuffix(line, "\n"), sep)
+		if index >= 0 && index < len(fields) {
+			if seen[fields[index]] {
+				continue
+			}
+			seen[fields[index]] = true
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// SystemdEscape escapes s the way systemd-escape does for unit names: "/"
+// becomes "-", and every byte other than ASCII letters, digits, ":", "_"
+// and a non-leading "." becomes \xNN.
+func SystemdEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '/':
+			b.WriteByte('-')
+		case c == '.' && i == 0, !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '_' || c == '.'):
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// SystemdEscapePath escapes a path as systemd-escape --path does: the path
+// is cleaned and stripped of leading and trailing slashes ("/" becomes "-")
+// and then escaped like SystemdEscape.
+func SystemdEscapePath(p string) string {
+	p = strings.Trim(path.Clean("/"+p), "/")
+	if p == "" {
+		return "-"
+	}
+	return SystemdEscape(p)
+}
+
+// ShellQuote quotes s for a POSIX shell: 'it'\''s'. (wwboot extension.)
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// state is one template execution's side channel: files split off with
+// file, symlinks, abort, and the server files read.
+type state struct {
+	r        *Renderer
+	node     *Node
+	overlay  string
+	file     string
+	nonce    string
+	names    []string // file(...) names by marker index
+	links    []string // softlink targets by marker index
+	aborted  bool
+	reads    []fileStamp
+	keyTypes []string
+}
+
+// marker returns the in-band marker for a file or softlink directive: NUL
+// bytes and a random nonce, so node data can never forge one (Warewulf
+// uses a plain-text comment that a tag value could imitate).
+func (s *state) marker(kind byte, i int) string {
+	return "\x00" + s.nonce + string(kind) + strconv.Itoa(i) + "\x00"
+}
+
+func (s *state) funcs() template.FuncMap {
+	return template.FuncMap{
+		"file": func(name string) string {
+			s.names = append(s.names, name)
+			return s.marker('F', len(s.names)-1)
+		},
+		"softlink": func(target string) string {
+			s.links = append(s.links, target)
+			return s.marker('L', len(s.links)-1)
+		},
+		"ImportLink": func(p string) (string, error) {
+			s.stamp(p)
+			target, err := os.Readlink(p)
+			if err != nil {
+				return "", fmt.Errorf("ImportLink %s: %w", p, err)
+			}
+			s.links = append(s.links, target)
+			return s.marker('L', len(s.links)-1), nil
+		},
+		"readlink": func(p string) (string, error) {
+			s.stamp(p)
+			return filepath.EvalSymlinks(p)
+		},
+		"abort":    func() string { s.aborted = true; return "" },
+		"nobackup": func() string { return "" },
+		"Include": func(p string) string {
+			p = s.sysconf(p)
+			s.stamp(p)
+			data, err := os.ReadFile(p)
+			if err != nil && s.r != nil {
+				s.r.log.Debug("overlay: Include found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
+			}
+			return trimNL(string(data))
+		},
+		"IncludeBlock": func(p, stop string) (string, error) {
+			p = s.sysconf(p)
+			s.stamp(p)
+			f, err := os.Open(p)
+			if err != nil {
+				return "", fmt.Errorf("IncludeBlock %s: %w", p, err)
+			}
+			defer f.Close()
+			var b strings.Builder
+			sc := bufio.NewScanner(f)
+			sc.Buffer(nil, 16<<20)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), stop) {
+					break
+				}
+				b.WriteString(sc.Text())
+				b.WriteByte('\n')
+			}
+			b.WriteString(stop)
+			return b.String(), sc.Err()
+		},
+		"IncludeFrom": func(image, p string) string {
+			if image == "" || s.r == nil || s.r.opts.ImageRoot == nil {
+				return ""
+			}
+			root := s.r.opts.ImageRoot(image)
+			if root == "" {
+				return ""
+			}
+			full := filepath.Join(root, filepath.Clean("/"+p))
+			s.stamp(full)
+			data, err := os.ReadFile(full)
+			if err != nil {
+				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", image, "path", p, "err", err)
+			}
+			return trimNL(string(data))
+		},
+		"SSHHostKey": func(typ string) (string, error) {
+			return s.hostKey(typ, false)
+		},
+		"SSHHostPubKey": func(typ string) (string, error) {
+			return s.hostKey(typ, true)
+		},
+	}
+}
+
+// sysconf resolves a relative Include path against Paths.Sysconfdir, as
+// Warewulf does.
+func (s *state) sysconf(p string) string {
+	if strings.HasPrefix(p, "/") || s.r == nil {
+		return p
+	}
+	return filepath.Join(s.r.opts.Server.Paths.Sysconfdir, p)
+}
+
+func (s *state) stamp(p string) { s.reads = append(s.reads, stampOf(p)) }
+
+func (s *state) hostKey(typ string, public bool) (string, error) {
+	if s.r == nil || s.node == nil || s.node.Id == "" {
+		return "", fmt.Errorf("SSHHostKey: no node")
+	}
+	k, err := s.r.keys.get(s.node.Id, typ)
+	if err != nil {
+		return "", err
+	}
+	s.reads = append(s.reads, k.stamps...)
+	if public {
+		return trimNL(k.public), nil
+	}
+	return trimNL(k.private), nil
+}
+
+// split applies the file and softlink directives to a template's output:
+// a line holding a file marker is dropped and starts a new output file
+// (named relative to the template's directory); the text before the first
+// marker stays with the first file, as in Warewulf. A softlink marker turns
+// the current output into a symlink.
+func (s *state) split(out []byte, nominal string) ([]output, error) {
+	type cur struct {
+		name string
+		buf  bytes.Buffer
+		link *string
+	}
+	files := []*cur{{name: nominal}}
+	first := true
+	for len(out) > 0 {
+		i := bytes.IndexByte(out, '\n')
+		var line []byte
+		if i < 0 {
+			line, out = out, nil
+		} else {
+			line, out = out[:i+1], out[i+1:]
+		}
+		if bytes.IndexByte(line, 0) < 0 {
+			files[len(files)-1].buf.Write(line)
+			continue
+		}
+		kind, idx, ok := s.findMarker(line)
+		if !ok {
+			files[len(files)-1].buf.Write(line)
+			continue
+		}
+		switch kind {
+		case 'F':
+			name, ok := cleanRel(path.Join(path.Dir(nominal), s.names[idx]))
+			if !ok || strings.HasPrefix(path.Join(path.Dir(nominal), s.names[idx]), "../") {
+				return nil, fmt.Errorf("file %q: the name leaves the overlay root: use a path below the template's directory", s.names[idx])
+			}
+			if first {
+				files[0].name = name // keep what came before, like Warewulf
+				first = false
+			} else {
+				files = append(files, &cur{name: name})
+			}
+		case 'L':
+			t := s.links[idx]
+			files[len(files)-1].link = &t
+		}
+	}
+	res := make([]output, 0, len(files))
+	for _, f := range files {
+		if f.link != nil {
+			res = append(res, output{path: f.name, link: *f.link, isLink: true})
+		} else {
+			res = append(res, output{path: f.name, data: f.buf.Bytes()})
+		}
+	}
+	return res, nil
+}
+
+// findMarker finds the first valid directive marker in line.
+func (s *state) findMarker(line []byte) (kind byte, idx int, ok bool) {
+	prefix := "\x00" + s.nonce
+	for {
+		i := bytes.Index(line, []byte(prefix))
+		if i < 0 {
+			return 0, 0, false
+		}
+		rest := line[i+len(prefix):]
+		end := bytes.IndexByte(rest, 0)
+		if end > 1 {
+			k := rest[0]
+			n, err := strconv.Atoi(string(rest[1:end]))
+			if err == nil && (k == 'F' && n < len(s.names) || k == 'L' && n < len(s.links)) && n >= 0 {
+				return k, n, true
+			}
+		}
+		line = line[i+1:]
+	}
+}
+
+// output is one file a template produced.
+type output struct {
+	path   string
+	data   []byte
+	link   string
+	isLink bool
+}
