@@ -96,11 +96,11 @@ func appendTrailer(b []byte) []byte {
 
 // segment is one gzip member of an archive, shared between archives.
 type segment struct {
-	gz     []byte   // the compressed member
-	sum    [32]byte // sha256 of gz
-	raw    int64    // uncompressed size
-	recs   []*record       // what it holds, for listings and the slow path
-	dirs   map[string]bool // directories it holds
+	gz   []byte          // the compressed member
+	sum  [32]byte        // sha256 of gz
+	raw  int64           // uncompressed size
+	recs []*record       // what it holds, for listings and the slow path
+	dirs map[string]bool // directories it holds
 }
 
 // compress gzips raw as one member at level.
@@ -156,8 +156,8 @@ type Archive struct {
 
 	parts []*segment
 	segs  [][]byte
-	size int64
-	etag string
+	size  int64
+	etag  string
 }
 
 func newArchive(node string, kind Kind, segs []*segment, now time.Time) *Archive {

@@ -83,8 +83,8 @@ type Kernel struct {
 // IPMI is the node's BMC.
 type IPMI struct {
 	UserName, Password, Ipaddr, Netmask, Gateway, Port, Interface, EscapeChar, Template string
-	Write                                                                             Bool
-	Tags                                                                              map[string]string
+	Write                                                                               Bool
+	Tags                                                                                map[string]string
 }
 
 // NetDev is a network device as templates see it. Addresses are net.IP, as

@@ -95,7 +95,7 @@ func SystemdEscapePath(p string) string {
 	return SystemdEscape(p)
 }
 
-// ShellQuote quotes s for a POSIX shell: 'it'\''s'. (wwboot extension.)
+// ShellQuote quotes s for a POSIX shell: 'it'\”s'. (wwboot extension.)
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

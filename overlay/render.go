@@ -226,15 +226,15 @@ type tmplRef struct {
 // layout is the layering of one overlay list: which file wins each path,
 // the static member, and the templates split by what they read.
 type layout struct {
-	key      string
-	names    []string
-	static   *segment
-	layers   map[string]int // static path → layer
-	shared   []tmplRef      // templates that do not read the node
-	perNode  []tmplRef      // templates that do
-	sharedInv bool          // some shared template reads the inventory
-	nodeInv  bool           // some per-node template reads the inventory
-	hostKeys bool
+	key       string
+	names     []string
+	static    *segment
+	layers    map[string]int // static path → layer
+	shared    []tmplRef      // templates that do not read the node
+	perNode   []tmplRef      // templates that do
+	sharedInv bool           // some shared template reads the inventory
+	nodeInv   bool           // some per-node template reads the inventory
+	hostKeys  bool
 }
 
 func (r *Renderer) layout(names []string) (*layout, error) {
