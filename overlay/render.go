@@ -776,3 +776,44 @@ func parallel(n, workers int, fn func(i int)) {
 	}
 	wg.Wait()
 }
+
+// RenderFile renders one file of an overlay for node, as `wwboot overlay
+// show NAME FILE --render NODE` shows it: a template gives the files it
+// produces (none if it aborts), any other file itself. Nothing is cached.
+func (r *Renderer) RenderFile(ctx context.Context, db *nodedb.DB, node *nodedb.Node, overlay, file string) ([]*File, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	o, err := r.Overlay(overlay)
+	if err != nil {
+		return nil, err
+	}
+	file = strings.TrimPrefix(path.Clean("/"+file), "/")
+	for _, f := range o.Files {
+		if f.Path != file {
+			continue
+		}
+		if !f.IsTemplate() {
+			return []*File{f}, nil
+		}
+		var all []*Node
+		if f.deps.allNodes && db != nil {
+			all = r.inventory(db).all
+		}
+		data := r.opts.Server.newData(NodeData(node), all, r.now())
+		outs, _, err := r.exec(tmplRef{0, o, f}, data, node.ID)
+		if err != nil {
+			return nil, err
+		}
+		res := make([]*File, 0, len(outs))
+		for _, out := range outs {
+			rf := &File{Path: out.path, Mode: f.Mode.Perm(), UID: f.UID, GID: f.GID, MTime: f.MTime, Data: out.data}
+			if out.isLink {
+				rf.Mode, rf.Target, rf.Data = fs.ModeSymlink|0o777, out.link, nil
+			}
+			res = append(res, rf)
+		}
+		return res, nil
+	}
+	return nil, fmt.Errorf("overlay %s (%s): file %q: %w: see wwboot overlay show %s", overlay, o.Dir, file, ErrNotFound, overlay)
+}

@@ -1,19 +1,330 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wwboot/wwboot/nodedb"
+	"github.com/wwboot/wwboot/overlay"
 )
 
-// newOverlayCmd is a placeholder until its package lands.
+// overlayFlags are the settings every overlay subcommand shares.
+type overlayFlags struct {
+	serverIP, netmask, serverIP6 string
+	keyTypes                     []string
+	sharedKeys                   bool
+}
+
+// newOverlayCmd is `wwboot overlay`: list, show, files, render and build.
 func newOverlayCmd(a *app) *cobra.Command {
+	f := &overlayFlags{}
+	cmd := &cobra.Command{
+		Use:   "overlay",
+		Short: "Per-node overlays: list, show, render and build them",
+		Long: `Overlays are directories of files and .ww templates (Warewulf layout NAME/rootfs/...)
+rendered per node into gzip-compressed cpio archives. Site overlays live in ROOT/overlays and
+win over the built-in ones of the same name. Host keys are kept in ROOT/keys; built archives
+are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr)")
+	pf.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask)")
+	pf.StringVar(&f.serverIP6, "server-ipaddr6", "", "the server's IPv6 address (.Ipaddr6)")
+	pf.StringSliceVar(&f.keyTypes, "ssh-key-types", []string{"ed25519", "ecdsa"}, "SSH host key types to generate per node (ed25519, ecdsa, rsa)")
+	pf.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (not recommended)")
+	cmd.AddCommand(
+		newOverlayListCmd(a, f),
+		newOverlayShowCmd(a, f),
+		newOverlayFilesCmd(a, f),
+		newOverlayRenderCmd(a, f),
+		newOverlayBuildCmd(a, f),
+	)
+	return cmd
+}
+
+// renderer builds the overlay renderer from the state directory and flags.
+func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
+	host, _ := os.Hostname()
+	return overlay.New(overlay.Options{
+		SiteDir:        a.path("overlays"),
+		KeyDir:         a.path("keys"),
+		BuildDir:       a.path("overlays-built"),
+		SharedHostKeys: f.sharedKeys,
+		Server: overlay.ServerInfo{
+			Ipaddr: f.serverIP, Netmask: f.netmask, Ipaddr6: f.serverIP6, BuildHost: host,
+			Ssh: overlay.SSHConf{KeyTypes: f.keyTypes},
+		},
+		Log: a.log,
+	})
+}
+
+// inventory opens ROOT/nodes.conf and takes a snapshot.
+func inventory(ctx context.Context, a *app) (*nodedb.DB, error) {
+	st, err := nodedb.Open(ctx, a.path("nodes.conf"), nodedb.WithLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+	return st.Snapshot(ctx)
+}
+
+func newOverlayListCmd(a *app, f *overlayFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:    "overlay",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("overlay: not built yet")
+		Use:   "list",
+		Short: "List the overlays (site and built-in)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := f.renderer(a)
+			if err != nil {
+				return err
+			}
+			names, err := r.Names()
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "OVERLAY\tSOURCE\tFILES\tTEMPLATES")
+			for _, n := range names {
+				o, err := r.Overlay(n)
+				if err != nil {
+					fmt.Fprintf(tw, "%s\terror\t-\t-\n", n)
+					fmt.Fprintln(a.stderr, "wwboot:", err)
+					continue
+				}
+				files, tmpls := 0, 0
+				for _, file := range o.Files {
+					if !file.Mode.IsDir() {
+						files++
+					}
+					if file.IsTemplate() {
+						tmpls++
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", n, o.Source, files, tmpls)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newOverlayShowCmd(a *app, f *overlayFlags) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "show NAME [FILE]",
+		Short: "List an overlay's files, or print one (rendered for a node with --render)",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := f.renderer(a)
+			if err != nil {
+				return err
+			}
+			o, err := r.Overlay(args[0])
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 {
+				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(a.stdout, "# %s (%s)\n", o.Name, o.Dir)
+				for _, file := range o.Files {
+					printEntry(tw, file.Mode, file.UID, file.GID, len(file.Data), "/"+file.Path, file.Target)
+				}
+				return tw.Flush()
+			}
+			if node == "" {
+				for _, file := range o.Files {
+					if file.Path == filepath.Clean(args[1]) || "/"+file.Path == filepath.Clean(args[1]) {
+						_, err := a.stdout.Write(file.Data)
+						return err
+					}
+				}
+				return fmt.Errorf("overlay %s: no file %s: see wwboot overlay show %s", o.Name, args[1], o.Name)
+			}
+			db, err := inventory(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			n, err := db.Node(node)
+			if err != nil {
+				return err
+			}
+			files, err := r.RenderFile(cmd.Context(), db, n, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			for _, out := range files {
+				if len(files) > 1 || out.Target != "" {
+					fmt.Fprintf(a.stdout, "# /%s (%v)\n", out.Path, out.Mode)
+				}
+				if out.Target != "" {
+					fmt.Fprintf(a.stdout, "-> %s\n", out.Target)
+					continue
+				}
+				a.stdout.Write(out.Data)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "render", "", "render the template for this node")
+	return cmd
+}
+
+func printEntry(w io.Writer, mode fs.FileMode, uid, gid, size int, p, target string) {
+	if target != "" {
+		p += " -> " + target
+	}
+	fmt.Fprintf(w, "%v\t%d:%d\t%d\t%s\n", mode, uid, gid, size, p)
+}
+
+func parseKinds(s string) ([]overlay.Kind, error) {
+	if s == "" || s == "all" {
+		return []overlay.Kind{overlay.System, overlay.Runtime}, nil
+	}
+	k, err := overlay.ParseKind(s)
+	return []overlay.Kind{k}, err
+}
+
+func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
+	var kind string
+	cmd := &cobra.Command{
+		Use:   "files NODE",
+		Short: "List the files of a node's rendered overlay archives",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kinds, err := parseKinds(kind)
+			if err != nil {
+				return err
+			}
+			r, err := f.renderer(a)
+			if err != nil {
+				return err
+			}
+			db, err := inventory(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			n, err := db.Node(args[0])
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			for _, k := range kinds {
+				ar, err := r.Render(cmd.Context(), db, n, k)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(tw, "# %s %s overlays %v: %d bytes\n", n.ID, k, r.OverlayNames(n, k), ar.Size())
+				for _, e := range ar.Entries() {
+					printEntry(tw, e.Mode, e.UID, e.GID, e.Size, "/"+e.Path, e.Target)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "all", "system, runtime or all")
+	return cmd
+}
+
+func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
+	var kind, out string
+	cmd := &cobra.Command{
+		Use:   "render NODE --kind system|runtime -o FILE",
+		Short: "Write a node's overlay archive (gzip-compressed newc cpio)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := overlay.ParseKind(kind)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				return fmt.Errorf("no output: give -o FILE (or -o - for standard output)")
+			}
+			r, err := f.renderer(a)
+			if err != nil {
+				return err
+			}
+			db, err := inventory(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			n, err := db.Node(args[0])
+			if err != nil {
+				return err
+			}
+			ar, err := r.Render(cmd.Context(), db, n, k)
+			if err != nil {
+				return err
+			}
+			if out == "-" {
+				_, err = ar.WriteTo(a.stdout)
+				return err
+			}
+			return writeFileAtomic(out, ar)
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", "system", "system or runtime")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (- for standard output)")
+	return cmd
+}
+
+// writeFileAtomic writes ar to path through a temporary file, fsync and rename.
+func writeFileAtomic(path string, ar *overlay.Archive) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-overlay-*")
+	if err != nil {
+		return err
+	}
+	_, err = ar.WriteTo(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "build [NODE...]",
+		Short: "Render and store both overlay archives of the named nodes (default: all) on every core",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := f.renderer(a)
+			if err != nil {
+				return err
+			}
+			db, err := inventory(cmd.Context(), a)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			res, err := r.Build(cmd.Context(), db, args...)
+			var ok int
+			var bytes int64
+			for _, rr := range res {
+				if rr.Err == nil {
+					ok++
+					bytes += rr.System.Size() + rr.Runtime.Size()
+				}
+			}
+			fmt.Fprintf(a.stdout, "built %d of %d nodes (%d bytes) in %s into %s\n", ok, len(res), bytes,
+				time.Since(start).Round(time.Millisecond), a.path("overlays-built"))
+			return err
 		},
 	}
 }
