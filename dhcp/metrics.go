@@ -18,6 +18,9 @@ type Metrics struct {
 	failures    prometheus.Counter
 	otherServer prometheus.Counter
 	declined    prometheus.Counter
+
+	recvBy  [9]prometheus.Counter // by message type 1-8, 0 other
+	replyBy [9]prometheus.Counter
 }
 
 // Reasons a request is dropped, the values of the "reason" label of
@@ -61,6 +64,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "wwboot_dhcp_declined_total", Help: "DHCPDECLINEs: a client found its address in use.",
 		}),
 	}
+	for t := range m.recvBy {
+		m.recvBy[t] = m.received.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
+		m.replyBy[t] = m.replied.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
+	}
 	for _, c := range []prometheus.Collector{m.received, m.replied, m.dropped, m.unknown, m.discovered, m.failures, m.otherServer, m.declined} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("dhcp: register metrics: %w", err)
@@ -71,13 +78,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func (m *Metrics) recv(t dhcpv4.MessageType) {
 	if m != nil {
-		m.received.WithLabelValues(typeLabel(t)).Inc()
+		m.recvBy[typeIndex(t)].Inc()
 	}
 }
 
 func (m *Metrics) reply(t dhcpv4.MessageType) {
 	if m != nil {
-		m.replied.WithLabelValues(typeLabel(t)).Inc()
+		m.replyBy[typeIndex(t)].Inc()
 	}
 }
 
@@ -114,4 +121,11 @@ func typeLabel(t dhcpv4.MessageType) string {
 	default:
 		return "other"
 	}
+}
+
+func typeIndex(t dhcpv4.MessageType) int {
+	if t >= 1 && t <= 8 {
+		return int(t)
+	}
+	return 0
 }

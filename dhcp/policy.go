@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -228,7 +229,9 @@ func (p *Policy) lookup(ctx context.Context, mac net.HardwareAddr, discover bool
 		}
 	}
 	p.cfg.Metrics.inc(func(m *Metrics) prometheus.Counter { return m.unknown })
-	p.cfg.Logger.Debug("dhcp: unknown client", "mac", mac.String())
+	if p.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		p.cfg.Logger.Debug("dhcp: unknown client", "mac", mac.String())
+	}
 	return Host{}, false, nil
 }
 

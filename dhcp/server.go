@@ -28,6 +28,12 @@ type ServerConfig struct {
 	Interfaces []string
 	// Proxy also listens on the PXE boot server port 4011 (proxy mode).
 	Proxy bool
+	// ProbeWait is how long Serve waits for answers to the DHCPDISCOVER it
+	// broadcasts on each interface at start to find other DHCP servers on
+	// the segment; 0 means 2s, negative disables the probe. Other servers
+	// are also noticed for as long as Serve runs, from the offers and acks
+	// they broadcast, and from clients asking for their offers.
+	ProbeWait time.Duration
 	// Workers bounds how many requests are handled at once; default 64.
 	Workers int
 	// Queue bounds how many received packets wait for a worker; packets
@@ -60,6 +66,11 @@ type Server struct {
 	done   chan struct{}
 
 	bufs sync.Pool
+
+	ownMu  sync.Mutex
+	own    map[netip.Addr]bool      // server identifiers this server sent
+	probes map[[6]byte]bool         // MACs of this server's own probes
+	warned map[netip.Addr]time.Time // other servers already reported
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or a second Serve.
@@ -79,7 +90,11 @@ func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{h: h, cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.ProbeWait == 0 {
+		cfg.ProbeWait = 2 * time.Second
+	}
+	s := &Server{h: h, cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}),
+		own: make(map[netip.Addr]bool), probes: make(map[[6]byte]bool), warned: make(map[netip.Addr]time.Time)}
 	s.bufs.New = func() any { return new(packet) }
 	return s, nil
 }
@@ -91,6 +106,11 @@ type Conn struct {
 	port     int
 	udp      *net.UDPConn
 	prefixes []netip.Prefix // the interface's IPv4 prefixes when opened
+
+	// watch listens on the client port 68 for other servers' replies (port
+	// 67 conns only); watchErr says why it could not be opened.
+	watch    *net.UDPConn
+	watchErr error
 }
 
 // Interface is the name of the interface the socket is bound to.
@@ -100,7 +120,12 @@ func (c *Conn) Interface() string { return c.iface }
 func (c *Conn) Port() int { return c.port }
 
 // Close closes the socket.
-func (c *Conn) Close() error { return c.udp.Close() }
+func (c *Conn) Close() error {
+	if c.watch != nil {
+		c.watch.Close()
+	}
+	return c.udp.Close()
+}
 
 // Listen opens a DHCP socket on interface ifname and UDP port (67, or 4011
 // for proxy mode) in the calling thread's network namespace. The port is
@@ -139,8 +164,11 @@ func Listen(ifname string, port int) (*Conn, error) {
 				serr = fmt.Errorf("IP_PKTINFO: %w", serr)
 				return
 			}
-			// A boot storm arrives in bursts: give the kernel room to queue it.
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+			// A boot storm arrives in bursts: give the kernel room to queue
+			// it (beyond net.core.rmem_max when running as root).
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+			}
 		})
 		if err != nil {
 			return err
@@ -157,7 +185,11 @@ func Listen(ifname string, port int) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w", ifname, port, err)
 	}
-	return &Conn{iface: ifname, ifindex: ifc.Index, port: port, udp: pc.(*net.UDPConn), prefixes: prefixes}, nil
+	c := &Conn{iface: ifname, ifindex: ifc.Index, port: port, udp: pc.(*net.UDPConn), prefixes: prefixes}
+	if port == ServerPort {
+		c.watch, c.watchErr = listenWatch(ifname)
+	}
+	return c, nil
 }
 
 // Listen opens the sockets the config asks for: port 67 on every
@@ -235,6 +267,19 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 			s.read(c, queue)
 		}()
 	}
+	for _, c := range conns {
+		if c.watch == nil {
+			if c.watchErr != nil {
+				s.log.Warn("dhcp: cannot watch the client port for other DHCP servers", "interface", c.iface, "err", c.watchErr)
+			}
+			continue
+		}
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			s.watchOthers(c)
+		}()
+	}
 	for range s.cfg.Workers {
 		workers.Add(1)
 		go func() {
@@ -252,6 +297,9 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 	}
 	for _, c := range conns {
 		_ = c.udp.SetReadDeadline(time.Unix(1, 0))
+		if c.watch != nil {
+			_ = c.watch.Close() // watchOthers resets its deadlines: closing is what stops it
+		}
 	}
 	readers.Wait()
 	close(queue)
@@ -366,6 +414,9 @@ func (s *Server) handle(ctx context.Context, p *packet) {
 	}
 	dst, arp := destination(req.Msg, reply, p.conn.port, p.peer)
 	b := reply.ToBytes()
+	if sid, ok := addrOf(reply.ServerIdentifier()); ok {
+		s.noteOwn(sid)
+	}
 	if arp && p.conn.onLink(dst.Addr()) {
 		if err := p.conn.setARP(dst.Addr(), reply.ClientHWAddr); err != nil {
 			s.log.Debug("dhcp: ARP entry for unicast reply failed, broadcasting", "err", err)
@@ -386,6 +437,9 @@ func (s *Server) serve(ctx context.Context, b []byte, iface string, port int, lo
 		s.cfg.Metrics.drop(DropMalformed)
 		return nil, nil
 	}
+	if s.isProbe(m.ClientHWAddr) {
+		return nil, nil // our own probe for other servers, looped back
+	}
 	req := &Request{Msg: m, Interface: iface, Local: local, Port: port, Peer: peer}
 	reply, err := s.h.ServeDHCP(ctx, req)
 	if err != nil {
@@ -395,7 +449,9 @@ func (s *Server) serve(ctx context.Context, b []byte, iface string, port int, lo
 	if reply == nil {
 		return nil, nil
 	}
-	s.log.Debug("dhcp: reply", "interface", iface, "mac", m.ClientHWAddr.String(), "type", reply.MessageType().String(), "yiaddr", reply.YourIPAddr.String())
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("dhcp: reply", "interface", iface, "mac", m.ClientHWAddr.String(), "type", reply.MessageType().String(), "yiaddr", reply.YourIPAddr.String())
+	}
 	return reply, req
 }
 

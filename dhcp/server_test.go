@@ -4,6 +4,7 @@ package dhcp
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -153,7 +154,7 @@ exit 0
 	defer cancel()
 	cmd := l.cli.Command(ctx, "dhclient", "-4", "-d", "-v", "-1", "-sf", script,
 		"-lf", filepath.Join(dir, "leases"), "-pf", filepath.Join(dir, "pid"), "eth0")
-	var out strings.Builder
+	var out logBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())
 	defer func() {
@@ -200,21 +201,32 @@ func udpIn(t *testing.T, ns *netlab.NS, addr string) *net.UDPConn {
 	return c
 }
 
+// exchange sends m and returns the reply with its xid, retransmitting
+// every second like a real client (a loaded machine drops packets on veth
+// backlogs too).
 func exchange(t *testing.T, c *net.UDPConn, m *dhcpv4.DHCPv4, to string) *dhcpv4.DHCPv4 {
 	t.Helper()
-	_, err := c.WriteToUDPAddrPort(m.ToBytes(), netip.MustParseAddrPort(to))
-	require.NoError(t, err)
 	buf := make([]byte, 2048)
-	for {
-		require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
-		n, _, err := c.ReadFromUDPAddrPort(buf)
-		require.NoError(t, err, "no reply to %s", m.MessageType())
-		r, err := dhcpv4.FromBytes(buf[:n])
+	giveUp := time.Now().Add(10 * time.Second)
+	for time.Now().Before(giveUp) {
+		_, err := c.WriteToUDPAddrPort(m.ToBytes(), netip.MustParseAddrPort(to))
 		require.NoError(t, err)
-		if r.TransactionID == m.TransactionID && r.OpCode == dhcpv4.OpcodeBootReply {
-			return r
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(time.Second)))
+		for {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			require.NoError(t, err)
+			r, err := dhcpv4.FromBytes(buf[:n])
+			require.NoError(t, err)
+			if r.TransactionID == m.TransactionID && r.OpCode == dhcpv4.OpcodeBootReply {
+				return r
+			}
 		}
 	}
+	t.Fatalf("no reply to %s", m.MessageType())
+	return nil
 }
 
 func TestRelayedRequestIsAnsweredToTheRelay(t *testing.T) {
@@ -274,7 +286,7 @@ func TestListenRefusesAPortAnotherServerHolds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	dns := l.srv.Command(ctx, "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--leasefile-ro",
 		"--pid-file=", "--interface=eth0", "--dhcp-range=10.77.0.100,10.77.0.150,1h")
-	var out strings.Builder
+	var out logBuffer
 	dns.Stdout, dns.Stderr = &out, &out
 	require.NoError(t, dns.Start())
 	defer func() { cancel(); _ = dns.Wait() }()
@@ -298,7 +310,11 @@ func TestShutdownLetsRequestsInHandFinish(t *testing.T) {
 	l := newLab(t, netip.MustParsePrefix("10.77.0.2/24"))
 	started := make(chan struct{})
 	release := make(chan struct{})
+	mac, _ := net.ParseMAC(labClientMAC)
 	slow := HandlerFunc(func(ctx context.Context, req *Request) (*dhcpv4.DHCPv4, error) {
+		if req.Msg.ClientHWAddr.String() != mac.String() {
+			return nil, nil
+		}
 		close(started)
 		<-release
 		return policy(t, labHosts(t), Config{}).ServeDHCP(ctx, req)
@@ -311,7 +327,6 @@ func TestShutdownLetsRequestsInHandFinish(t *testing.T) {
 	go func() { errc <- srv.Serve(context.Background(), conns...) }()
 
 	relay := udpIn(t, l.cli, "10.77.0.2:67")
-	mac, _ := net.ParseMAC(labClientMAC)
 	d, err := dhcpv4.NewDiscovery(mac, dhcpv4.WithGatewayIP(net.ParseIP("10.77.0.2")))
 	require.NoError(t, err)
 	_, err = relay.WriteToUDPAddrPort(d.ToBytes(), netip.MustParseAddrPort("10.77.0.1:67"))
@@ -332,4 +347,51 @@ func TestShutdownLetsRequestsInHandFinish(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "10.77.0.11", offer.YourIPAddr.String())
 	assert.ErrorIs(t, srv.Serve(context.Background()), ErrServerClosed)
+}
+
+func TestAnotherDHCPServerOnTheSegmentIsReported(t *testing.T) {
+	netlab.RequireTools(t, "dnsmasq")
+	l := newLab(t, netip.MustParsePrefix("10.77.0.2/24"))
+	ctx, cancel := context.WithCancel(context.Background())
+	// A rogue dnsmasq on the client side of the segment, handing out a range.
+	dns := l.cli.Command(ctx, "dnsmasq", "--no-daemon", "--port=0", "--conf-file=/dev/null", "--leasefile-ro",
+		"--pid-file=", "--interface=eth0", "--bind-interfaces", "--no-ping", "--dhcp-range=10.77.0.100,10.77.0.150,1h")
+	var out logBuffer
+	dns.Stdout, dns.Stderr = &out, &out
+	require.NoError(t, dns.Start())
+	defer func() { cancel(); _ = dns.Wait() }()
+	require.Eventually(t, func() bool {
+		o, _ := l.cli.Command(ctx, "ss", "-lun").CombinedOutput()
+		return strings.Contains(string(o), ":67 ")
+	}, 10*time.Second, 50*time.Millisecond, "dnsmasq did not start: %s", &out)
+
+	var logs logBuffer
+	reg := prometheus.NewRegistry()
+	metrics, err := NewMetrics(reg)
+	require.NoError(t, err)
+	serve(t, l.srv, policy(t, labHosts(t), Config{TFTP: true, Metrics: metrics}), ServerConfig{Logger: logs.logger(), Metrics: metrics})
+	require.Eventually(t, func() bool { return logs.count("another DHCP server answers on this segment") == 1 }, 10*time.Second, 50*time.Millisecond, logs.String())
+	assert.Contains(t, logs.String(), "other_server=10.77.0.2")
+	assert.GreaterOrEqual(t, counterValue(metrics.otherServer), 1.0)
+}
+
+func TestProxyModeWarnsWhenNoSiteServerAnswers(t *testing.T) {
+	l := newLab(t, netip.MustParsePrefix("10.77.0.2/24"))
+	var logs logBuffer
+	serve(t, l.srv, policy(t, labHosts(t), Config{Mode: Proxy, TFTP: true}), ServerConfig{Proxy: true, ProbeWait: 300 * time.Millisecond, Logger: logs.logger()})
+	require.Eventually(t, func() bool { return logs.count("no DHCP server answered a probe") == 1 }, 5*time.Second, 50*time.Millisecond, logs.String())
+}
+
+func TestOwnProbeIsNotAnswered(t *testing.T) {
+	l := newLab(t, netip.MustParsePrefix("10.77.0.2/24"))
+	hosts := labHosts(t)
+	pool, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.77.0.100"), End: netip.MustParseAddr("10.77.0.110"),
+		Netmask: net.CIDRMask(24, 32), Reserver: hosts})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	metrics, err := NewMetrics(reg)
+	require.NoError(t, err)
+	serve(t, l.srv, policy(t, hosts, Config{Pools: []*Pool{pool}, Metrics: metrics}), ServerConfig{ProbeWait: 200 * time.Millisecond, Metrics: metrics})
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, 0.0, counterValue(metrics.replied.WithLabelValues("offer")), "the server offered an address to its own probe")
 }
