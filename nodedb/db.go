@@ -88,6 +88,11 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 		mergeRecord(&n.Record, rec)
 		n.Profiles = profiles
 		n.Primary = primaryOf(&n.Record)
+		for _, nd := range n.NetDevs {
+			if hw, err := ParseHW(nd.Hwaddr); err == nil {
+				nd.Hwaddr = hw.String() // effective nodes carry the canonical form
+			}
+		}
 		if n.PrimaryNetDev != "" && n.Primary == "" {
 			fail("node", name, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
 		}

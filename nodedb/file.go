@@ -183,6 +183,7 @@ func (s *FileStore) Update(ctx context.Context, fn func(*Config) error) error {
 		return err
 	}
 	defer unlock()
+	removeStaleTemps(s.path)
 
 	st := s.cur.Load()
 	fi, err := os.Stat(s.path)
@@ -273,6 +274,15 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 20*time.Millisecond)
+	}
+}
+
+// removeStaleTemps deletes temporary files that writers killed mid-write
+// left behind. It runs under the lock, when no writer can own one.
+func removeStaleTemps(path string) {
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, f := range stale {
+		os.Remove(f)
 	}
 }
 

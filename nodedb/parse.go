@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -45,8 +47,22 @@ func parse(file string, data []byte) (*Config, *yaml.Node, error) {
 	if len(errs) > 0 {
 		return nil, nil, errors.Join(errs...)
 	}
-	if err := doc.Decode(cfg); err != nil {
-		return nil, nil, &Error{File: file, Err: fmt.Errorf("%w (fix the value's type: lists as '- item' lines, maps as 'key: value')", err)}
+	normalize(cfg)
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		switch k.Value {
+		case "WW_INTERNAL":
+			if err := v.Decode(&cfg.WWInternal); err != nil {
+				errs = append(errs, &Error{File: file, Line: v.Line, Field: k.Value, Err: fmt.Errorf("%w: write a whole number", err)})
+			}
+		case "nodeprofiles":
+			errs = append(errs, decodeSection(file, "profile", v, cfg.NodeProfiles)...)
+		case "nodes":
+			errs = append(errs, decodeSection(file, "node", v, cfg.Nodes)...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errors.Join(errs...)
 	}
 	normalize(cfg)
 	for _, kind := range []string{"profile", "node"} {
@@ -68,6 +84,53 @@ func parse(file string, data []byte) (*Config, *yaml.Node, error) {
 		return nil, nil, errors.Join(errs...)
 	}
 	return cfg, &doc, nil
+}
+
+// decodeSection decodes the records of nodeprofiles: or nodes: one by one,
+// on every core. (Decoding the whole mapping at once is quadratic in
+// yaml.v3, which checks each key against all the others.)
+func decodeSection(file, kind string, m *yaml.Node, into map[string]*Record) []error {
+	if m.Kind == yaml.ScalarNode && m.Tag == "!!null" {
+		return nil
+	}
+	if m.Kind != yaml.MappingNode {
+		return []error{&Error{File: file, Line: m.Line, Err: fmt.Errorf("the %ss must be a mapping of name: settings", kind)}}
+	}
+	n := len(m.Content) / 2
+	recs := make([]*Record, n)
+	errs := make([]error, n)
+	workers := min(runtime.GOMAXPROCS(0), max(1, n/256))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				k, v := m.Content[2*i], m.Content[2*i+1]
+				r := &Record{}
+				if err := v.Decode(r); err != nil {
+					errs[i] = &Error{File: file, Line: v.Line, Kind: kind, Name: k.Value,
+						Err: fmt.Errorf("%w (fix the value's type: lists as '- item' lines, maps as 'key: value')", err)}
+				}
+				recs[i] = r
+			}
+		}()
+	}
+	wg.Wait()
+	var out []error
+	for i := range n {
+		name := m.Content[2*i]
+		if errs[i] != nil {
+			out = append(out, errs[i])
+			continue
+		}
+		if _, dup := into[name.Value]; dup {
+			out = append(out, &Error{File: file, Line: name.Line, Kind: kind, Name: name.Value, Err: fmt.Errorf("defined twice: keep one definition")})
+			continue
+		}
+		into[name.Value] = recs[i]
+	}
+	return out
 }
 
 // normalize replaces nil maps and records so that callers can index freely.
@@ -97,8 +160,8 @@ func checkKeys(n *yaml.Node, t reflect.Type, file, kind, name string, path []str
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+	if n.Kind == yaml.AliasNode {
+		return // checked where its anchor is defined; following it could loop
 	}
 	switch t.Kind() {
 	case reflect.Struct:

@@ -2,18 +2,77 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/wwboot/wwboot/nodedb"
 )
 
-// newInitCmd is a placeholder until its package lands.
+// defaultProfile is what `wwboot init` gives every new node: the built-in
+// overlays, an init and a root in RAM, and kernel arguments, as Warewulf's
+// default profile does.
+func defaultProfile() *nodedb.Record {
+	return &nodedb.Record{
+		Comment:        "Every node gets this profile unless it names others",
+		Ipxe:           "default",
+		SystemOverlay:  []string{"wwinit", "hostname", "network", "fstab", "resolv", "ssh.host_keys"},
+		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
+		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "crashkernel=no"}},
+		Init:           "/sbin/init",
+		Root:           "initramfs",
+	}
+}
+
 func newInitCmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:    "init",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("init: not built yet")
+		Use:   "init",
+		Short: "Create the state directory: wwboot.conf, nodes.conf with a default profile, overlays/, images/, tftp/",
+		Long: "Creates what is missing under --root and leaves everything that exists alone,\n" +
+			"so running it again changes nothing.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, dir := range []string{"", "overlays", "images", "tftp"} {
+				if err := os.MkdirAll(a.path(dir), 0o755); err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+			}
+			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
+				return err
+			}
+			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
+			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)
+			switch {
+			case errors.Is(err, nodedb.ErrExists):
+				fmt.Fprintf(a.stdout, "%s exists: left as it is\n", a.path("nodes.conf"))
+			case err != nil:
+				return err
+			default:
+				fmt.Fprintf(a.stdout, "created %s with the default profile\n", a.path("nodes.conf"))
+			}
+			return nil
 		},
 	}
+}
+
+// writeDefaultConfig writes a commented wwboot.conf unless one exists.
+func writeDefaultConfig(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return fmt.Errorf("init: %w", err)
+	}
+	if _, err := f.WriteString(defaultConfigText); err != nil {
+		f.Close()
+		return fmt.Errorf("init: %w", err)
+	}
+	return f.Close()
 }
