@@ -105,7 +105,10 @@ func (f *recordFlags) apply(fs *pflag.FlagSet, r *nodedb.Record) error {
 	if old := r.NetDevs[f.netdev]; old != nil {
 		*nd = *old
 	}
-	for flag, pair := range map[string]struct{ dst *string; v string }{
+	for flag, pair := range map[string]struct {
+		dst *string
+		v   string
+	}{
 		"hwaddr": {&nd.Hwaddr, f.nd.Hwaddr}, "ipaddr": {&nd.Ipaddr, f.nd.Ipaddr}, "netmask": {&nd.Netmask, f.nd.Netmask},
 		"gateway": {&nd.Gateway, f.nd.Gateway}, "ipaddr6": {&nd.Ipaddr6, f.nd.Ipaddr6}, "prefixlen6": {&nd.Prefixlen6, f.nd.Prefixlen6},
 		"gateway6": {&nd.Gateway6, f.nd.Gateway6}, "device": {&nd.Device, f.nd.Device}, "mtu": {&nd.MTU, f.nd.MTU},
@@ -168,47 +171,60 @@ type unsetFlags struct {
 }
 
 // unsetFields maps the field names `unset --field` accepts to what they clear.
-var unsetFields = map[string]func(*nodedb.Record){
-	"profiles":         func(r *nodedb.Record) { r.Profiles = nil },
-	"image":            func(r *nodedb.Record) { r.ImageName = "" },
-	"comment":          func(r *nodedb.Record) { r.Comment = "" },
-	"cluster":          func(r *nodedb.Record) { r.ClusterName = "" },
-	"ipxe":             func(r *nodedb.Record) { r.Ipxe = "" },
-	"init":             func(r *nodedb.Record) { r.Init = "" },
-	"root":             func(r *nodedb.Record) { r.Root = "" },
-	"primarynet":       func(r *nodedb.Record) { r.PrimaryNetDev = "" },
-	"kernelargs":       func(r *nodedb.Record) { if r.Kernel != nil { r.Kernel.Args = nil } },
-	"kernelversion":    func(r *nodedb.Record) { if r.Kernel != nil { r.Kernel.Version = "" } },
-	"system-overlays":  func(r *nodedb.Record) { r.SystemOverlay = nil },
-	"runtime-overlays": func(r *nodedb.Record) { r.RuntimeOverlay = nil },
-	"discoverable":     func(r *nodedb.Record) { r.Discoverable = "" },
-	"asset":            func(r *nodedb.Record) { r.AssetKey = "" },
-	"tags":             func(r *nodedb.Record) { r.Tags = nil },
-	"ipmi":             func(r *nodedb.Record) { r.Ipmi = nil },
-	"resources":        func(r *nodedb.Record) { r.Resources = nil },
+func unsetFields() map[string]func(*nodedb.Record) {
+	return map[string]func(*nodedb.Record){
+		"profiles":   func(r *nodedb.Record) { r.Profiles = nil },
+		"image":      func(r *nodedb.Record) { r.ImageName = "" },
+		"comment":    func(r *nodedb.Record) { r.Comment = "" },
+		"cluster":    func(r *nodedb.Record) { r.ClusterName = "" },
+		"ipxe":       func(r *nodedb.Record) { r.Ipxe = "" },
+		"init":       func(r *nodedb.Record) { r.Init = "" },
+		"root":       func(r *nodedb.Record) { r.Root = "" },
+		"primarynet": func(r *nodedb.Record) { r.PrimaryNetDev = "" },
+		"kernelargs": func(r *nodedb.Record) {
+			if r.Kernel != nil {
+				r.Kernel.Args = nil
+			}
+		},
+		"kernelversion": func(r *nodedb.Record) {
+			if r.Kernel != nil {
+				r.Kernel.Version = ""
+			}
+		},
+		"system-overlays":  func(r *nodedb.Record) { r.SystemOverlay = nil },
+		"runtime-overlays": func(r *nodedb.Record) { r.RuntimeOverlay = nil },
+		"discoverable":     func(r *nodedb.Record) { r.Discoverable = "" },
+		"asset":            func(r *nodedb.Record) { r.AssetKey = "" },
+		"tags":             func(r *nodedb.Record) { r.Tags = nil },
+		"ipmi":             func(r *nodedb.Record) { r.Ipmi = nil },
+		"resources":        func(r *nodedb.Record) { r.Resources = nil },
+	}
 }
 
-var netdevKeys = map[string]func(*nodedb.NetDev){
-	"hwaddr": func(d *nodedb.NetDev) { d.Hwaddr = "" }, "ipaddr": func(d *nodedb.NetDev) { d.Ipaddr = "" },
-	"netmask": func(d *nodedb.NetDev) { d.Netmask = "" }, "gateway": func(d *nodedb.NetDev) { d.Gateway = "" },
-	"ipaddr6": func(d *nodedb.NetDev) { d.Ipaddr6 = "" }, "prefixlen6": func(d *nodedb.NetDev) { d.Prefixlen6 = "" },
-	"gateway6": func(d *nodedb.NetDev) { d.Gateway6 = "" }, "device": func(d *nodedb.NetDev) { d.Device = "" },
-	"mtu": func(d *nodedb.NetDev) { d.MTU = "" }, "type": func(d *nodedb.NetDev) { d.Type = "" },
-	"onboot": func(d *nodedb.NetDev) { d.OnBoot = "" }, "tags": func(d *nodedb.NetDev) { d.Tags = nil },
+// netdevKeys maps the names `unset --netdev-field` accepts to what they clear.
+func netdevKeys() map[string]func(*nodedb.NetDev) {
+	return map[string]func(*nodedb.NetDev){
+		"hwaddr": func(d *nodedb.NetDev) { d.Hwaddr = "" }, "ipaddr": func(d *nodedb.NetDev) { d.Ipaddr = "" },
+		"netmask": func(d *nodedb.NetDev) { d.Netmask = "" }, "gateway": func(d *nodedb.NetDev) { d.Gateway = "" },
+		"ipaddr6": func(d *nodedb.NetDev) { d.Ipaddr6 = "" }, "prefixlen6": func(d *nodedb.NetDev) { d.Prefixlen6 = "" },
+		"gateway6": func(d *nodedb.NetDev) { d.Gateway6 = "" }, "device": func(d *nodedb.NetDev) { d.Device = "" },
+		"mtu": func(d *nodedb.NetDev) { d.MTU = "" }, "type": func(d *nodedb.NetDev) { d.Type = "" },
+		"onboot": func(d *nodedb.NetDev) { d.OnBoot = "" }, "tags": func(d *nodedb.NetDev) { d.Tags = nil },
+	}
 }
 
 func (u *unsetFlags) bind(fs *pflag.FlagSet) {
-	fs.StringSliceVarP(&u.fields, "field", "f", nil, "fields to clear: "+strings.Join(sortedNames(unsetFields), ", "))
+	fs.StringSliceVarP(&u.fields, "field", "f", nil, "fields to clear: "+strings.Join(sortedNames(unsetFields()), ", "))
 	fs.StringSliceVar(&u.tags, "tag", nil, "tags to delete by KEY")
 	fs.StringVar(&u.netdev, "netdev", "", "network device to remove (all of it, or only the --netdev-field values)")
-	fs.StringSliceVar(&u.ndKeys, "netdev-field", nil, "fields of --netdev to clear: "+strings.Join(sortedNames(netdevKeys), ", "))
+	fs.StringSliceVar(&u.ndKeys, "netdev-field", nil, "fields of --netdev to clear: "+strings.Join(sortedNames(netdevKeys()), ", "))
 }
 
 func (u *unsetFlags) apply(r *nodedb.Record) error {
 	for _, f := range u.fields {
-		clear, ok := unsetFields[f]
+		clear, ok := unsetFields()[f]
 		if !ok {
-			return fmt.Errorf("--field %q: not a field; use one of %s", f, strings.Join(sortedNames(unsetFields), ", "))
+			return fmt.Errorf("--field %q: not a field; use one of %s", f, strings.Join(sortedNames(unsetFields()), ", "))
 		}
 		clear(r)
 	}
@@ -230,9 +246,9 @@ func (u *unsetFlags) apply(r *nodedb.Record) error {
 		return nil
 	}
 	for _, k := range u.ndKeys {
-		clear, ok := netdevKeys[k]
+		clear, ok := netdevKeys()[k]
 		if !ok {
-			return fmt.Errorf("--netdev-field %q: use one of %s", k, strings.Join(sortedNames(netdevKeys), ", "))
+			return fmt.Errorf("--netdev-field %q: use one of %s", k, strings.Join(sortedNames(netdevKeys()), ", "))
 		}
 		clear(nd)
 	}

@@ -166,4 +166,3 @@ func TestHundredConcurrentNodeSets(t *testing.T) {
 		assert.Contains(t, out, fmt.Sprintf(`"t%03d": "v"`, i))
 	}
 }
-

@@ -32,6 +32,7 @@ type kind struct {
 	records func(*nodedb.Config) map[string]*nodedb.Record
 }
 
+// nodeKind and profileKind are the two kinds of records.
 var (
 	nodeKind    = kind{"node", func(c *nodedb.Config) map[string]*nodedb.Record { return c.Nodes }}
 	profileKind = kind{"profile", func(c *nodedb.Config) map[string]*nodedb.Record { return c.NodeProfiles }}
