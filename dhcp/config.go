@@ -36,10 +36,16 @@ func (m Mode) String() string {
 
 // Defaults for [Config].
 const (
-	DefaultHTTPPort      = 9873
+	// DefaultHTTPPort is the provisioning HTTP port (Warewulf's).
+	DefaultHTTPPort = 9873
+	// DefaultIPXEScriptURL is where iPXE clients fetch their script; the
+	// provisioning server serves /ipxe/{mac} with aa-bb-.. or aa:bb:..
 	DefaultIPXEScriptURL = "http://{server}:{port}/ipxe/${mac:hexhyp}"
-	DefaultHTTPBootURL   = "http://{server}:{port}/boot/{bootfile}"
-	DefaultLeaseTime     = time.Hour
+	// DefaultHTTPBootURL is the boot file URL for UEFI HTTP Boot clients;
+	// the provisioning server must serve the iPXE binaries under /boot/.
+	DefaultHTTPBootURL = "http://{server}:{port}/boot/{bootfile}"
+	// DefaultLeaseTime is the lease time of inventory nodes.
+	DefaultLeaseTime = time.Hour
 )
 
 // DefaultBootfiles maps RFC 4578 client architectures (option 93) to the

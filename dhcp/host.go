@@ -60,6 +60,8 @@ func (f HostsFunc) HostByHW(ctx context.Context, mac net.HardwareAddr) (Host, er
 // returning. When no discoverable node is left they return an error wrapping
 // [ErrUnknownHost].
 type Discoverer interface {
+	// Discover assigns mac to a discoverable node and returns that node's
+	// host, or an error wrapping [ErrUnknownHost] if none is left.
 	Discover(ctx context.Context, mac net.HardwareAddr) (Host, error)
 }
 
@@ -67,7 +69,8 @@ type Discoverer interface {
 // nodes, so the pool never hands one of them to another client. A [Hosts]
 // used with a [Pool] must implement it (or the pool is given one directly).
 type Reserver interface {
-	// Reserved reports whether addr belongs to a node in the inventory.
+	// Reserved reports whether addr belongs to a node in the inventory. It
+	// runs under the pool's lock for every candidate address: keep it fast.
 	Reserved(addr netip.Addr) bool
 }
 

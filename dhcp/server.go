@@ -34,6 +34,9 @@ type ServerConfig struct {
 	// are also noticed for as long as Serve runs, from the offers and acks
 	// they broadcast, and from clients asking for their offers.
 	ProbeWait time.Duration
+	// RequestTimeout bounds each handler call through its context, so a
+	// hung inventory cannot hold a worker for good; default 10s.
+	RequestTimeout time.Duration
 	// Workers bounds how many requests are handled at once; default 64.
 	Workers int
 	// Queue bounds how many received packets wait for a worker; packets
@@ -89,6 +92,9 @@ func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
 	}
 	if cfg.ProbeWait == 0 {
 		cfg.ProbeWait = 2 * time.Second
@@ -408,6 +414,8 @@ func (s *Server) handle(ctx context.Context, p *packet) {
 			s.log.Error("dhcp: handler panic", "interface", p.conn.iface, "peer", p.peer, "panic", fmt.Sprint(r), "stack", string(buf))
 		}
 	}()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
 	reply, req := s.serve(ctx, p.buf[:p.n], p.conn.iface, p.conn.port, p.local, p.peer)
 	if reply == nil {
 		return

@@ -76,9 +76,13 @@ func (s *Server) isOwn(c *Conn, sid netip.Addr) bool {
 // every DHCP server other than this one whose offers or acks reach the
 // client port, until the conn's watch socket is closed or times out.
 func (s *Server) watchOthers(c *Conn) {
-	var xid dhcpv4.TransactionID
-	probeSent := false
-	if s.cfg.ProbeWait > 0 {
+	var (
+		xid      dhcpv4.TransactionID
+		probe    []byte
+		probing  = s.cfg.ProbeWait > 0
+		answered bool
+	)
+	if probing {
 		var mac [6]byte
 		_, _ = rand.Read(mac[:])
 		mac[0] = mac[0]&^1 | 2 // locally administered unicast
@@ -89,36 +93,52 @@ func (s *Server) watchOthers(c *Conn) {
 		d, err := dhcpv4.New(dhcpv4.WithHwAddr(mac[:]), dhcpv4.WithTransactionID(xid),
 			dhcpv4.WithMessageType(dhcpv4.MessageTypeDiscover), dhcpv4.WithBroadcast(true),
 			dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient:Arch:00000:UNDI:002001")))
-		if err == nil {
-			_, err = c.watch.WriteToUDPAddrPort(d.ToBytes(), netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ServerPort))
-		}
 		if err != nil {
-			s.log.Warn("dhcp: probe for other DHCP servers not sent", "interface", c.iface, "err", err)
+			probing = false
 		} else {
-			probeSent = true
+			probe = d.ToBytes()
 		}
 	}
-	deadline := time.Now().Add(s.cfg.ProbeWait)
-	answered := false
+	// The probe goes out three times over ProbeWait, as a client would
+	// retransmit, until a foreign server answers it.
+	const tries = 3
+	start := time.Now()
+	deadline := start.Add(s.cfg.ProbeWait)
+	sent := 0
 	buf := make([]byte, 2048)
 	for {
-		if probeSent && !answered {
-			_ = c.watch.SetReadDeadline(deadline)
+		if probing && !answered {
+			now := time.Now()
+			if sent < tries && !now.Before(start.Add(time.Duration(sent)*s.cfg.ProbeWait/tries)) {
+				_, err := c.watch.WriteToUDPAddrPort(probe, netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ServerPort))
+				if err != nil {
+					s.log.Warn("dhcp: probe for other DHCP servers not sent", "interface", c.iface, "err", err)
+				}
+				sent++
+			}
+			if !now.Before(deadline) {
+				probing = false // the wait is over; keep listening passively
+				if s.cfg.Proxy {
+					s.log.Warn("dhcp: no DHCP server answered a probe on this interface: in proxy mode wwboot hands out no addresses, so clients get none; start the site's DHCP server or use full mode",
+						"interface", c.iface)
+				}
+				_ = c.watch.SetReadDeadline(time.Time{})
+			} else {
+				next := deadline
+				if sent < tries {
+					next = start.Add(time.Duration(sent) * s.cfg.ProbeWait / tries)
+				}
+				_ = c.watch.SetReadDeadline(next)
+			}
 		} else {
 			_ = c.watch.SetReadDeadline(time.Time{})
 		}
 		n, _, err := c.watch.ReadFromUDPAddrPort(buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) && probeSent && !answered && time.Now().After(deadline) {
-			// The probe's wait is over; keep listening passively.
-			probeSent = false
-			if s.cfg.Proxy {
-				s.log.Warn("dhcp: no DHCP server answered a probe on this interface: in proxy mode wwboot hands out no addresses, so clients get none; start the site's DHCP server or use full mode",
-					"interface", c.iface)
-			}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			continue
 		}
 		if err != nil {
-			return // closed, or Serve stopped reading
+			return // closed: Serve is stopping
 		}
 		m, err := dhcpv4.FromBytes(buf[:n])
 		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
