@@ -95,11 +95,16 @@ type Server struct {
 	Metrics *Metrics
 
 	// Timeout is how long the server waits for an acknowledgement before
-	// it retransmits a block (DefaultTimeout if zero).
+	// it first retransmits a block (DefaultTimeout if zero). Each further
+	// retransmission waits twice as long, up to 16 × Timeout (exponential
+	// backoff, RFC 1123 4.2.3.2). The growing wait matters: atftp re-ACKs
+	// a repeated block only once and otherwise waits for its own 5 s timer,
+	// which a server retransmitting faster than that keeps resetting.
 	Timeout time.Duration
 
-	// Retries is how many times a block is sent before the transfer is
-	// abandoned (DefaultRetries if zero).
+	// Retries is how many times a block is retransmitted before the
+	// transfer is abandoned (DefaultRetries if zero). With the defaults a
+	// silent client is given up after 47 s.
 	Retries int
 
 	// MaxBlockSize caps the blksize option. Zero means: the MTU of the
@@ -211,9 +216,10 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	)
 	l.ps.SetTimeout(s.timeout())
 	l.ps.SetRetries(s.retries())
-	// The default backoff sleeps up to a second before each retransmission,
-	// on top of Timeout; retransmit as soon as the timeout expires.
-	l.ps.SetBackoff(func(int) time.Duration { return 0 })
+	// pin/tftp's default backoff sleeps a random 0-1 s before each
+	// retransmission; make the waits an exponential series instead.
+	timeout := s.timeout()
+	l.ps.SetBackoff(func(attempt int) time.Duration { return retransmitBackoff(timeout, attempt) })
 	l.ps.SetHook(hook{s})
 	bs := s.MaxBlockSize
 	if bs == 0 {
@@ -545,6 +551,14 @@ func clampBlock(n int) int {
 		return maxBlock
 	}
 	return n
+}
+
+// retransmitBackoff is the pause before retransmission number attempt+1 (0
+// based), on top of the timeout already waited: the time between sends is
+// timeout × 2^attempt, at most 16 × timeout.
+func retransmitBackoff(timeout time.Duration, attempt int) time.Duration {
+	attempt = min(max(attempt, 0), 4)
+	return timeout * time.Duration(1<<attempt-1)
 }
 
 // anticipateWindow clamps the anticipate window so that window × block size
