@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wwboot/wwboot/ipxe"
+	"github.com/wwboot/wwboot/provision/netlab"
+)
+
+// firmware is a VM's boot path.
+type firmware string
+
+const (
+	bios firmware = "bios" // SeaBIOS + QEMU's iPXE NIC ROM (e1000)
+	uefi firmware = "uefi" // OVMF's PXE (virtio-net, no ROM) -> TFTP snponly.efi -> iPXE
+)
+
+// vm describes one QEMU boot.
+type vm struct {
+	Firmware firmware
+	MAC      string
+	Tap      string // tap device in the lab namespace, on the bridge
+	Timeout  time.Duration
+	// Until ends the boot early (the VM is killed) when it returns true for
+	// a console line; nil waits for the VM to power off.
+	Until func(line string) bool
+}
+
+// consoleLine is one serial console line with its time since power-on.
+type consoleLine struct {
+	At   time.Duration
+	Text string
+}
+
+// bootResult is what a boot printed and how long it took.
+type bootResult struct {
+	Lines   []consoleLine
+	Elapsed time.Duration
+	Cmdline []string
+}
+
+// find returns the first line matching re, and whether there was one.
+func (r *bootResult) find(re *regexp.Regexp) (consoleLine, bool) {
+	for _, l := range r.Lines {
+		if re.MatchString(l.Text) {
+			return l, true
+		}
+	}
+	return consoleLine{}, false
+}
+
+func (r *bootResult) transcript() string {
+	var b strings.Builder
+	for _, l := range r.Lines {
+		fmt.Fprintf(&b, "%7.2fs %s\n", l.At.Seconds(), l.Text)
+	}
+	return b.String()
+}
+
+// ovmf returns the OVMF code and variable-store templates Debian's ovmf
+// package installs (4 MB flash layout first, then the older 2 MB one).
+func ovmf(t *testing.T) (code, vars string) {
+	t.Helper()
+	for _, pair := range [][2]string{
+		{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+		{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+	} {
+		if _, err := os.Stat(pair[0]); err == nil {
+			if _, err := os.Stat(pair[1]); err == nil {
+				return pair[0], pair[1]
+			}
+		}
+	}
+	failOrSkip(t, "OVMF firmware not found in /usr/share/OVMF (apt-get install ovmf)")
+	return "", ""
+}
+
+// qemuArgs builds the QEMU command line for a VM: TCG, 512 MB, one CPU,
+// serial console on stdout, no reboot (a panic or reboot ends the run).
+func qemuArgs(t *testing.T, v vm) []string {
+	t.Helper()
+	args := []string{
+		"-machine", "q35,accel=tcg", "-m", "512", "-smp", "1",
+		"-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-boot", "n",
+		"-netdev", "tap,id=net0,ifname=" + v.Tap + ",script=no,downscript=no",
+	}
+	switch v.Firmware {
+	case bios:
+		rom, err := ipxe.QEMUROM("e1000")
+		if err != nil {
+			failOrSkip(t, err.Error())
+		}
+		args = append(args, "-device", "e1000,netdev=net0,mac="+v.MAC+",romfile="+rom)
+	case uefi:
+		// No default devices: the CD-ROM q35 would add is a boot entry
+		// OVMF tries (and fails) before PXE. Serial console stays.
+		args = append(args, "-nodefaults", "-vga", "none")
+		code, varsTemplate := ovmf(t)
+		vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+		b, err := os.ReadFile(varsTemplate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(vars, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars,
+			// romfile= (empty): no iPXE ROM, so OVMF's own PXE client boots.
+			"-device", "virtio-net-pci,netdev=net0,mac="+v.MAC+",romfile=")
+	default:
+		t.Fatalf("unknown firmware %q", v.Firmware)
+	}
+	return args
+}
+
+// ansi matches terminal escape sequences firmware and iPXE print.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc`)
+
+// boot powers a VM on in the lab namespace and collects its console until it
+// powers off, v.Until says stop, or v.Timeout passes (a test failure).
+func boot(t *testing.T, lab *netlab.NS, v vm) *bootResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), v.Timeout)
+	defer cancel()
+	args := qemuArgs(t, v)
+	cmd := lab.Command(ctx, "qemu-system-x86_64", args...)
+	cmd.Stdin = nil
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second
+	res := &bootResult{Cmdline: append([]string{"qemu-system-x86_64"}, args...)}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start QEMU: %v", err)
+	}
+	var mu sync.Mutex
+	stopped := false
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sc.Split(scanConsoleLines)
+		for sc.Scan() {
+			text := strings.TrimSpace(ansi.ReplaceAllString(sc.Text(), ""))
+			if text == "" {
+				continue
+			}
+			mu.Lock()
+			res.Lines = append(res.Lines, consoleLine{At: time.Since(start), Text: text})
+			mu.Unlock()
+			if v.Until != nil && v.Until(text) {
+				mu.Lock()
+				stopped = true
+				mu.Unlock()
+				_ = cmd.Process.Kill()
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	<-done
+	werr := cmd.Wait()
+	res.Elapsed = time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	switch {
+	case stopped:
+	case ctx.Err() != nil:
+		t.Fatalf("%s boot of %s: no power-off within %v\n%s\nconsole:\n%s", v.Firmware, v.MAC, v.Timeout,
+			strings.Join(res.Cmdline, " "), res.transcript())
+	case werr != nil:
+		t.Fatalf("%s boot of %s: QEMU: %v: %s\nconsole:\n%s", v.Firmware, v.MAC, werr, stderr.String(), res.transcript())
+	}
+	return res
+}
+
+// scanConsoleLines splits on \n and on a lone \r (firmware redraws lines).
+func scanConsoleLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	for i, c := range data {
+		if c == '\n' || c == '\r' {
+			return i + 1, data[:i], nil
+		}
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
+}
+
+func failOrSkip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			failOrSkip(t, fmt.Sprintf("%s not installed: .ci/run installs it from .ci/packages", tool))
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// initScript is the test image's /init (and /sbin/init, for when a system
+// overlay's own /init hands over to the image's init). It loads the NIC
+// modules, reads the file the system overlay rendered for this node,
+// configures the node's address on the interface with the node's MAC, checks
+// the server answers, prints one WWBOOT-NODE line and powers off.
+const initScript = `#!/bin/sh
+export PATH=/bin:/sbin
+mountpoint -q /proc || mount -t proc proc /proc
+echo "WWBOOT-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+for m in $(cat /etc/wwboot-test/modules); do
+	insmod /lib/modules/wwboot-test/$m.ko 2>/dev/null || grep -q "^$m " /proc/modules || echo "WWBOOT-ERROR insmod $m failed"
+done
+conf=/etc/wwboot-node.conf
+if [ ! -r $conf ]; then
+	echo "WWBOOT-ERROR $conf missing: the system overlay did not arrive"
+	poweroff -f
+fi
+. $conf
+hostname "$WWBOOT_HOSTNAME"
+dev=
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	for d in /sys/class/net/*; do
+		[ "$(cat $d/address)" = "$WWBOOT_HWADDR" ] && dev=${d##*/}
+	done
+	[ -n "$dev" ] && break
+	sleep 0.2
+done
+[ -n "$dev" ] || echo "WWBOOT-ERROR no interface with MAC $WWBOOT_HWADDR: $(ls /sys/class/net)"
+eval $(ipcalc -p "$WWBOOT_IPADDR" "$WWBOOT_NETMASK")
+ip link set "$dev" up
+ip addr add "$WWBOOT_IPADDR/$PREFIX" dev "$dev"
+addr=$(ip -4 -o addr show dev "$dev" | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p')
+server=unreachable
+# The link may need a moment after "up" (e1000 negotiates).
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	ping -c 1 -W 1 "$WWBOOT_SERVER" >/dev/null 2>&1 && server=reachable && break
+done
+runtime=absent
+[ -r /etc/wwboot-runtime.conf ] && runtime=present
+echo "WWBOOT-NODE hostname=$(hostname) ip=$addr dev=$dev server=$server runtime=$runtime uptime=$(cut -d' ' -f1 /proc/uptime)"
+poweroff -f
+`
+
+// buildRootTree assembles the test image's root tree: busybox-static as
+// /bin/busybox with a link per applet, the kernel's NIC modules and /init.
+// This tree is what `wwboot image` will be given.
+func buildRootTree(t *testing.T, k *kernel) string {
+	t.Helper()
+	requireTools(t, "busybox")
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := elf.Open(bb); err == nil {
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				failOrSkip(t, bb+" is dynamically linked: apt-get install busybox-static")
+			}
+		}
+		f.Close()
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	for _, d := range []string{"bin", "sbin", "dev", "proc", "sys", "tmp", "run", "etc/wwboot-test", "lib/modules/wwboot-test"} {
+		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
+	}
+	copyFile(t, bb, filepath.Join(root, "bin", "busybox"), 0o755)
+	list, err := exec.Command(bb, "--list").Output()
+	if err != nil {
+		t.Fatalf("%s --list: %v", bb, err)
+	}
+	for _, applet := range strings.Fields(string(list)) {
+		if applet == "busybox" || applet == "init" {
+			continue
+		}
+		must(t, os.Symlink("busybox", filepath.Join(root, "bin", applet)))
+	}
+	var names []string
+	for _, ko := range k.Modules {
+		name := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(ko), ".ko"), "-", "_")
+		copyFile(t, ko, filepath.Join(root, "lib/modules/wwboot-test", name+".ko"), 0o644)
+		names = append(names, name)
+	}
+	must(t, os.WriteFile(filepath.Join(root, "etc/wwboot-test/modules"), []byte(strings.Join(names, "\n")+"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "init"), []byte(initScript), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "sbin/init"), []byte(initScript), 0o755))
+	// The kernel opens /dev/console before /init runs; without it init has
+	// no output. (Needs root, like the rest of the test.)
+	if out, err := exec.Command("mknod", "-m", "600", filepath.Join(root, "dev/console"), "c", "5", "1").CombinedOutput(); err != nil {
+		t.Fatalf("mknod dev/console: %v: %s", err, out)
+	}
+	return root
+}
+
+// newcGzip packs dir as a gzip-compressed newc cpio archive at out, owned by
+// root, with GNU cpio and gzip.
+func newcGzip(t *testing.T, dir, out string) {
+	t.Helper()
+	requireTools(t, "cpio", "gzip")
+	cmd := exec.Command("sh", "-c", `find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -1 > "$1"`, "sh", out)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pack %s into %s: %v: %s", dir, out, err, b)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	must(t, err)
+	must(t, os.WriteFile(to, b, mode))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(fmt.Errorf("e2e: %w", err))
+	}
+}
