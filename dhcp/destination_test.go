@@ -9,6 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/stretchr/testify/assert"
+	"golang.org/x/sys/unix"
 )
 
 func TestDestinationFollowsRFC2131(t *testing.T) {
@@ -42,4 +43,18 @@ func TestDestinationFollowsRFC2131(t *testing.T) {
 		assert.Equal(t, tc.dst, dst.String(), tc.name)
 		assert.Equal(t, tc.arp, arp, tc.name)
 	}
+}
+
+func TestLocalAddrFromPktinfo(t *testing.T) {
+	c := &Conn{prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("10.0.1.1/24")}}
+	oob := func(dst, spec string) []byte {
+		return unix.PktInfo4(&unix.Inet4Pktinfo{Ifindex: 2, Addr: netip.MustParseAddr(dst).As4(), Spec_dst: netip.MustParseAddr(spec).As4()})
+	}
+	assert.Equal(t, "10.0.1.1", c.localAddr(oob("10.0.1.1", "10.0.1.1")).String(), "unicast to our second address (a relay)")
+	assert.Equal(t, "10.0.0.1", c.localAddr(oob("255.255.255.255", "10.0.0.1")).String(), "broadcast: the kernel's choice")
+	assert.Equal(t, "10.0.0.1", c.localAddr(nil).String(), "no control message: the first address")
+	assert.Equal(t, "10.0.0.1", c.localAddr([]byte{1, 2, 3}).String(), "garbage control data")
+	huge := oob("10.0.1.1", "10.0.1.1")
+	huge[0] = 0xff // length beyond the buffer
+	assert.Equal(t, "10.0.0.1", c.localAddr(huge).String())
 }

@@ -65,8 +65,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	for t := range m.recvBy {
-		m.recvBy[t] = m.received.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
-		m.replyBy[t] = m.replied.WithLabelValues(typeLabel(dhcpv4.MessageType(t)))
+		// Children exist for what clients send and servers answer; the
+		// rest are created on first use.
+		switch mt := dhcpv4.MessageType(t); mt {
+		case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline,
+			dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeInform:
+			m.recvBy[t] = m.received.WithLabelValues(typeLabel(mt))
+		case dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak:
+			m.replyBy[t] = m.replied.WithLabelValues(typeLabel(mt))
+		}
 	}
 	for _, c := range []prometheus.Collector{m.received, m.replied, m.dropped, m.unknown, m.discovered, m.failures, m.otherServer, m.declined} {
 		if err := reg.Register(c); err != nil {
@@ -78,13 +85,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 func (m *Metrics) recv(t dhcpv4.MessageType) {
 	if m != nil {
-		m.recvBy[typeIndex(t)].Inc()
+		if c := m.recvBy[typeIndex(t)]; c != nil {
+			c.Inc()
+		} else {
+			m.received.WithLabelValues(typeLabel(t)).Inc()
+		}
 	}
 }
 
 func (m *Metrics) reply(t dhcpv4.MessageType) {
 	if m != nil {
-		m.replyBy[typeIndex(t)].Inc()
+		if c := m.replyBy[typeIndex(t)]; c != nil {
+			c.Inc()
+		} else {
+			m.replied.WithLabelValues(typeLabel(t)).Inc()
+		}
 	}
 }
 

@@ -39,8 +39,9 @@ type ServerConfig struct {
 	RequestTimeout time.Duration
 	// Workers bounds how many requests are handled at once; default 64.
 	Workers int
-	// Queue bounds how many received packets wait for a worker; packets
-	// beyond it are dropped and counted (queue_full). Default 1024.
+	// Queue bounds how many received packets (4 KiB each) wait for a
+	// worker; packets beyond it are dropped and counted (queue_full).
+	// Default 2048.
 	Queue int
 	// Logger receives errors and warnings; nil discards.
 	Logger *slog.Logger
@@ -88,7 +89,7 @@ func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 		cfg.Workers = 64
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = 1024
+		cfg.Queue = 2048
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -187,7 +188,7 @@ func Listen(ifname string, port int) (*Conn, error) {
 			return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w: another DHCP server (dnsmasq, dhcpd, kea, a second wwboot) holds the port on this machine; stop it, or run wwboot in proxy mode beside the site's server", ifname, port, err)
 		}
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-			return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w: binding a DHCP port needs root or CAP_NET_BIND_SERVICE and CAP_NET_RAW", ifname, port, err)
+			return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w: a DHCP server needs root, or CAP_NET_BIND_SERVICE, CAP_NET_RAW (SO_BINDTODEVICE) and CAP_NET_ADMIN (ARP entries for unicast replies)", ifname, port, err)
 		}
 		return nil, fmt.Errorf("dhcp: listen on %s UDP port %d: %w", ifname, port, err)
 	}
@@ -343,7 +344,7 @@ func (s *Server) read(c *Conn, queue chan<- *packet) {
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo)*2)
 	for {
 		p := s.bufs.Get().(*packet)
-		n, oobn, _, peer, err := c.udp.ReadMsgUDPAddrPort(p.buf[:], oob)
+		n, oobn, flags, peer, err := c.udp.ReadMsgUDPAddrPort(p.buf[:], oob)
 		if err != nil {
 			s.bufs.Put(p)
 			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
@@ -351,6 +352,11 @@ func (s *Server) read(c *Conn, queue chan<- *packet) {
 			}
 			s.log.Error("dhcp: read", "interface", c.iface, "port", c.port, "err", err)
 			time.Sleep(10 * time.Millisecond) // don't spin on a persistent error
+			continue
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			s.cfg.Metrics.drop(DropMalformed) // larger than any DHCP client sends
+			s.bufs.Put(p)
 			continue
 		}
 		p.n, p.conn, p.peer = n, c, peer
@@ -368,19 +374,29 @@ func (s *Server) read(c *Conn, queue chan<- *packet) {
 // else the interface address the kernel would answer from, else the
 // interface's first address.
 func (c *Conn) localAddr(oob []byte) netip.Addr {
-	if msgs, err := unix.ParseSocketControlMessage(oob); err == nil {
-		for _, m := range msgs {
-			if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo {
-				info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
-				dst := netip.AddrFrom4(info.Addr)
-				if c.owns(dst) {
-					return dst
-				}
-				if spec := netip.AddrFrom4(info.Spec_dst); !spec.IsUnspecified() {
-					return spec
-				}
+	// Walk the control messages by hand: unix.ParseSocketControlMessage
+	// allocates, and this runs for every packet.
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			break
+		}
+		data := oob[unix.CmsgLen(0):h.Len]
+		if h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo {
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			dst := netip.AddrFrom4(info.Addr)
+			if c.owns(dst) {
+				return dst
+			}
+			if spec := netip.AddrFrom4(info.Spec_dst); !spec.IsUnspecified() {
+				return spec
 			}
 		}
+		next := unix.CmsgSpace(int(h.Len) - unix.CmsgLen(0))
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
 	if len(c.prefixes) > 0 {
 		return c.prefixes[0].Addr()

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +41,19 @@ func run() error {
 	prefix := flag.Int("prefix", 16, "prefix length of the served subnet")
 	workers := flag.Int("workers", 0, "worker goroutines (0: default)")
 	verbose := flag.Bool("v", false, "debug logging")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	level := slog.LevelWarn
 	if *verbose {
