@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -103,13 +104,25 @@ type segment struct {
 	dirs map[string]bool // directories it holds
 }
 
-// compress gzips raw as one member at level.
-func compress(raw []byte, level int) ([]byte, error) {
+// gzipPool reuses gzip writers of one level (a deflate writer costs more
+// to set up than to compress a node's few kilobytes).
+type gzipPool struct {
+	level int
+	pool  sync.Pool
+}
+
+// compress gzips raw as one member.
+func (p *gzipPool) compress(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.Grow(len(raw)/3 + 64)
-	zw, err := gzip.NewWriterLevel(&buf, level)
-	if err != nil {
-		return nil, err
+	zw, _ := p.pool.Get().(*gzip.Writer)
+	if zw == nil {
+		var err error
+		if zw, err = gzip.NewWriterLevel(&buf, p.level); err != nil {
+			return nil, err
+		}
+	} else {
+		zw.Reset(&buf)
 	}
 	if _, err := zw.Write(raw); err != nil {
 		return nil, err
@@ -117,11 +130,12 @@ func compress(raw []byte, level int) ([]byte, error) {
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
+	p.pool.Put(zw)
 	return buf.Bytes(), nil
 }
 
 // newSegment encodes and compresses recs (plus the trailer when last).
-func newSegment(recs []*record, last bool, level int) (*segment, error) {
+func (p *gzipPool) newSegment(recs []*record, last bool) (*segment, error) {
 	var raw []byte
 	s := &segment{recs: recs, dirs: map[string]bool{}}
 	for _, r := range recs {
@@ -133,7 +147,7 @@ func newSegment(recs []*record, last bool, level int) (*segment, error) {
 	if last {
 		raw = appendTrailer(raw)
 	}
-	gz, err := compress(raw, level)
+	gz, err := p.compress(raw)
 	if err != nil {
 		return nil, fmt.Errorf("compressing overlay archive: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/singleflight"
@@ -28,6 +29,9 @@ type hostKeys struct {
 	shared bool
 	rsa    int // RSA modulus bits
 	sf     singleflight.Group
+
+	mu  sync.Mutex
+	mem map[string]*hostKey // by private key path; revalidated by stamps
 }
 
 type hostKey struct {
@@ -68,7 +72,14 @@ func (k *hostKeys) get(node, typ string) (*hostKey, error) {
 		return nil, err
 	}
 	priv := filepath.Join(dir, "ssh_host_"+typ+"_key")
+	k.mu.Lock()
+	hk := k.mem[priv]
+	k.mu.Unlock()
+	if hk != nil && stampsValid(hk.stamps) {
+		return hk, nil
+	}
 	if hk, err := readKey(priv); err == nil {
+		k.remember(priv, hk)
 		return hk, nil
 	}
 	_, err, _ = k.sf.Do(priv, func() (any, error) {
@@ -84,7 +95,21 @@ func (k *hostKeys) get(node, typ string) (*hostKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssh host key %s for node %s: %w", typ, node, err)
 	}
-	return readKey(priv)
+	hk, err = readKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("ssh host key %s for node %s: %w", typ, node, err)
+	}
+	k.remember(priv, hk)
+	return hk, nil
+}
+
+func (k *hostKeys) remember(priv string, hk *hostKey) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.mem == nil || len(k.mem) > 1<<17 {
+		k.mem = map[string]*hostKey{}
+	}
+	k.mem[priv] = hk
 }
 
 func readKey(priv string) (*hostKey, error) {

@@ -92,6 +92,7 @@ type Renderer struct {
 	opts       Options
 	log        *slog.Logger
 	keys       *hostKeys
+	gz         *gzipPool
 	serverHash string
 
 	mu       sync.Mutex
@@ -139,6 +140,7 @@ func New(opts Options) (*Renderer, error) {
 		opts:       opts,
 		log:        log,
 		keys:       &hostKeys{dir: opts.KeyDir, shared: opts.SharedHostKeys, rsa: opts.RSABits},
+		gz:         &gzipPool{level: opts.Level},
 		serverHash: hex.EncodeToString(sum[:8]),
 		overlays:   map[string]*overlayCache{},
 		layouts:    map[string]*layout{},
@@ -313,7 +315,7 @@ func (r *Renderer) buildLayout(key string, names []string, ovs []*Overlay) (*lay
 		l.layers[p] = w.layer
 	}
 	recs := withParents(append(dirs, files...), nil, l.layers, len(ovs))
-	seg, err := newSegment(recs, false, r.opts.Level)
+	seg, err := r.gz.newSegment(recs, false)
 	if err != nil {
 		return nil, err
 	}
@@ -542,7 +544,7 @@ func (r *Renderer) renderShared(l *layout, inv *invEntry, invKey string) *shared
 	for _, o := range outs {
 		recs = append(recs, o.rec)
 	}
-	e.seg, e.err = newSegment(withParents(recs, l.static.dirs, nil, 0), false, r.opts.Level)
+	e.seg, e.err = r.gz.newSegment(withParents(recs, l.static.dirs, nil, 0), false)
 	return e
 }
 
@@ -666,7 +668,7 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 				have[d] = true
 			}
 		}
-		seg, err := newSegment(withParents(mine, have, nil, 0), true, r.opts.Level)
+		seg, err := r.gz.newSegment(withParents(mine, have, nil, 0), true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -706,7 +708,7 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
-	seg, err := newSegment(withParents(append(dirs, files...), nil, nil, 0), true, r.opts.Level)
+	seg, err := r.gz.newSegment(withParents(append(dirs, files...), nil, nil, 0), true)
 	if err != nil {
 		return nil, nil, err
 	}
