@@ -222,6 +222,9 @@ func excluderFor(fsys fs.FS, opts Options) (*Excluder, error) {
 	if !opts.NoImageExcludes {
 		rel := ExcludesFile[1:]
 		if fi, err := fs.Lstat(fsys, rel); err == nil && fi.Mode().IsRegular() {
+			if fi.Size() > 1<<20 {
+				return nil, fmt.Errorf("%s of the image is %d bytes: an excludes file holds patterns, one a line; shrink it below 1 MiB", ExcludesFile, fi.Size())
+			}
 			b, err := fs.ReadFile(fsys, rel)
 			if err != nil {
 				return nil, fmt.Errorf("reading %s of the image: %w", ExcludesFile, err)

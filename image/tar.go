@@ -30,9 +30,17 @@ type ExtractOptions struct {
 	// the directory already holds: ".wh.NAME" entries delete NAME and
 	// ".wh..wh..opq" empties its directory of what lower layers put there.
 	Layer bool
+	// MaxBytes, when positive, caps the total bytes of file content (holes
+	// of sparse files included) an extraction may produce: a guard against
+	// archive bombs from untrusted sources. Exceeding it is an error.
+	MaxBytes int64
 	// Log receives debug messages about skipped entries; nil discards them.
 	Log *slog.Logger
 }
+
+// ErrTooLarge is returned (wrapped) when an extraction exceeds
+// ExtractOptions.MaxBytes.
+var ErrTooLarge = errors.New("archive content exceeds the configured size limit")
 
 // ExtractStats count what an extraction wrote.
 type ExtractStats struct {
@@ -294,6 +302,7 @@ type extractor struct {
 	dirs   map[string]*tar.Header // directory metadata to apply at the end
 	stats  ExtractStats
 	buf    []byte
+	max    int64
 }
 
 func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
@@ -302,7 +311,7 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 		return nil, fmt.Errorf("opening extraction directory %s: %w", dir, err)
 	}
 	return &extractor{dir: dir, rootfd: fd, root: os.Geteuid() == 0, log: opts.Log,
-		dirs: map[string]*tar.Header{}, buf: make([]byte, 256<<10)}, nil
+		dirs: map[string]*tar.Header{}, buf: make([]byte, 256<<10), max: opts.MaxBytes}, nil
 }
 
 func (x *extractor) close() { unix.Close(x.rootfd) }
@@ -414,8 +423,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, created map[string]stru
 			return fmt.Errorf("create: %w", err)
 		}
 		f := os.NewFile(uintptr(fd), rel)
-		n, err := io.CopyBuffer(struct{ io.Writer }{f}, tr, x.buf)
-		x.stats.Bytes += n
+		err = x.copySparse(f, tr)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -469,6 +477,59 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, created map[string]stru
 	}
 	x.stats.Entries++
 	return x.meta(pfd, base, h, h.Typeflag == tar.TypeSymlink)
+}
+
+// copySparse copies a file's content, leaving holes where whole blocks are
+// zero (sparse archive members stay sparse on disk), and enforces MaxBytes.
+func (x *extractor) copySparse(f *os.File, r io.Reader) error {
+	var size int64
+	hole := false
+	for {
+		n, err := io.ReadFull(r, x.buf)
+		if n > 0 {
+			size += int64(n)
+			x.stats.Bytes += int64(n)
+			if x.max > 0 && x.stats.Bytes > x.max {
+				return fmt.Errorf("%w (%d bytes)", ErrTooLarge, x.max)
+			}
+			if allZero(x.buf[:n]) {
+				if _, err := f.Seek(int64(n), io.SeekCurrent); err != nil {
+					return err
+				}
+				hole = true
+			} else {
+				if _, err := f.Write(x.buf[:n]); err != nil {
+					return err
+				}
+				hole = false
+			}
+		}
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if hole {
+		return f.Truncate(size)
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // meta applies owner, mode and times to base in pfd, never following a
