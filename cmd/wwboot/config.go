@@ -1,5 +1,16 @@
 package main
 
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
 // defaultConfigText is the wwboot.conf that `wwboot init` writes; `wwboot
 // serve` reads it, and its flags override it.
 const defaultConfigText = `# wwboot server settings. Flags of 'wwboot serve' override these.
@@ -13,4 +24,61 @@ dhcp: full
 tftp: true
 # http port of the provisioning service
 http port: 9873
+# secure: send the runtime overlay only to privileged source ports (below 1024), as Warewulf does
+secure: true
 `
+
+// serveConfig is wwboot.conf: the settings of `wwboot serve`.
+type serveConfig struct {
+	// Listen is the server's address on the cluster network.
+	Listen string `yaml:"listen"`
+	// Interface is the cluster network interface.
+	Interface string `yaml:"interface"`
+	// DHCP is full, proxy or off.
+	DHCP string `yaml:"dhcp"`
+	// TFTP serves the iPXE binaries over TFTP.
+	TFTP bool `yaml:"tftp"`
+	// HTTPPort is the provisioning service's port.
+	HTTPPort int `yaml:"http port"`
+	// Secure sends the runtime overlay only to privileged source ports.
+	Secure bool `yaml:"secure"`
+}
+
+// defaultServeConfig is what a missing key means.
+func defaultServeConfig() serveConfig {
+	return serveConfig{DHCP: "full", TFTP: true, HTTPPort: 9873, Secure: true}
+}
+
+// loadServeConfig reads path over the defaults. A missing file means the
+// defaults; an unknown key or a bad value is an error naming the file and line.
+func loadServeConfig(path string) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cfg, nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("reading %s: %w", path, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure)", path, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+func (c *serveConfig) validate() error {
+	switch c.DHCP {
+	case "full", "proxy", "off":
+	default:
+		return fmt.Errorf("dhcp: %q: use full, proxy or off", c.DHCP)
+	}
+	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
+		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)
+	}
+	return nil
+}

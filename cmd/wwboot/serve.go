@@ -1,19 +1,242 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
 
+	"github.com/Masterminds/sprig/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+
+	"github.com/wwboot/wwboot/image"
+	"github.com/wwboot/wwboot/ipxe"
+	"github.com/wwboot/wwboot/overlay"
+	"github.com/wwboot/wwboot/provision"
+	"github.com/wwboot/wwboot/tftp"
 )
 
-// newServeCmd is a placeholder until its package lands.
+// serveFlags are `wwboot serve`'s flags; each overrides its wwboot.conf key.
+type serveFlags struct {
+	listen, iface, dhcp string
+	tftp, noTFTP, ra    bool
+	httpPort            int
+}
+
 func newServeCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:    "serve",
-		Short:  "not built yet",
-		Hidden: true,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("serve: not built yet")
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the provisioning server: DHCP, TFTP and HTTP for booting nodes",
+		Long: `Serves the nodes of ROOT/nodes.conf: DHCP on --interface (full or proxy), the iPXE
+binaries over TFTP (ROOT/tftp and the distribution's ipxe package), and over HTTP each node's
+iPXE script, kernel, image (ROOT/images), system and runtime overlays (built-in and ROOT/overlays,
+host keys in ROOT/keys), /status and /metrics. Settings come from ROOT/wwboot.conf; flags override
+them. Changes to nodes.conf are picked up without a restart; SIGHUP re-reads the iPXE templates
+in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadServeConfig(a.path("wwboot.conf"))
+			if err != nil {
+				return err
+			}
+			fl := cmd.Flags()
+			if fl.Changed("listen") {
+				cfg.Listen = f.listen
+			}
+			if fl.Changed("interface") {
+				cfg.Interface = f.iface
+			}
+			if fl.Changed("dhcp") {
+				cfg.DHCP = f.dhcp
+			}
+			if fl.Changed("tftp") {
+				cfg.TFTP = f.tftp
+			}
+			if fl.Changed("no-tftp") {
+				cfg.TFTP = !f.noTFTP
+			}
+			if fl.Changed("http-port") {
+				cfg.HTTPPort = f.httpPort
+			}
+			if err := cfg.validate(); err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			return serve(cmd.Context(), a, cfg, f.ra)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", "", "the server's IPv4 address on the cluster network (default: the first address of --interface)")
+	fl.StringVar(&f.iface, "interface", "", "cluster network interface DHCP answers on")
+	fl.StringVar(&f.dhcp, "dhcp", "full", "DHCP mode: full, proxy or off")
+	fl.BoolVar(&f.tftp, "tftp", true, "serve the iPXE binaries over TFTP")
+	fl.BoolVar(&f.noTFTP, "no-tftp", false, "do not run TFTP")
+	fl.IntVar(&f.httpPort, "http-port", 9873, "HTTP port of the provisioning service")
+	fl.BoolVar(&f.ra, "ipv6-ra", true, "answer IPv6 router solicitations on --interface so iPXE does not wait 15 s for a router")
+	return cmd
+}
+
+// serve runs the server with cfg until ctx ends.
+func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
+	mode, err := provision.ParseDHCPMode(cfg.DHCP)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	addr, netmask, err := serverAddr(cfg)
+	if err != nil {
+		return err
+	}
+	inv, err := a.openInventory(ctx)
+	if err != nil {
+		return fmt.Errorf("serve: %w (run wwboot init first)", err)
+	}
+	images, err := image.OpenStore(a.path("images"))
+	if err != nil {
+		return fmt.Errorf("serve: image store: %w", err)
+	}
+	host, _ := os.Hostname()
+	srvIP := ""
+	if addr.IsValid() {
+		srvIP = addr.String()
+	}
+	overlays, err := overlay.New(overlay.Options{
+		SiteDir: a.path("overlays"),
+		KeyDir:  a.path("keys"),
+		Server: overlay.ServerInfo{
+			Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
+			Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
+			Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
+			Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
+			Ssh:      overlay.SSHConf{KeyTypes: []string{"ed25519", "ecdsa"}},
+		},
+		ImageRoot: func(name string) string {
+			m, err := images.Lookup(context.Background(), name)
+			if err != nil {
+				return ""
+			}
+			return m.Root
+		},
+		Log: a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("serve: overlays: %w", err)
+	}
+	scripts, err := ipxe.New(ipxe.Options{Dir: a.path("ipxe"), Funcs: sprig.TxtFuncMap(), Logger: a.log})
+	if err != nil {
+		return fmt.Errorf("serve: iPXE templates: %w", err)
+	}
+	binaries := tftp.FindIPXEBinaries(tftp.DebianIPXEDir)
+	for fw, p := range ipxe.LocateAll() {
+		if _, ok := binaries[ipxe.TFTPName(fw)]; !ok {
+			binaries[ipxe.TFTPName(fw)] = p
+		}
+	}
+	if len(binaries) == 0 {
+		a.log.Warn("no iPXE binaries found (install Debian's ipxe package, or put them in ROOT/tftp); PXE firmware cannot boot", "dirs", ipxe.DefaultDirs())
+	}
+	boot, err := tftp.OpenBootFS(a.root, binaries)
+	if err != nil {
+		return fmt.Errorf("serve: TFTP tree: %w", err)
+	}
+	defer boot.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var ifaces []string
+	if cfg.Interface != "" {
+		ifaces = []string{cfg.Interface}
+	}
+	srv, err := provision.NewServer(provision.ServerConfig{
+		Options: provision.Options{
+			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
+			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log,
+		},
+		Addr:                 addr,
+		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
+		Interfaces:           ifaces,
+		DHCP:                 mode,
+		TFTP:                 cfg.TFTP,
+		RouterAdvertisements: ra && cfg.Interface != "",
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := srv.Handler().Reload(); err != nil {
+				a.log.Error("reloading iPXE templates", "err", err)
+			} else {
+				a.log.Info("iPXE templates reloaded")
+			}
+		}
+	}()
+	a.log.Info("wwboot serve", "root", a.root, "listen", srvIP, "interface", cfg.Interface, "dhcp", cfg.DHCP,
+		"tftp", cfg.TFTP, "http", srv.HTTPAddr().String(), "secure", cfg.Secure, "ipxe_binaries", len(binaries))
+	return srv.Serve(ctx)
+}
+
+// serverAddr works out the server's address on the cluster network and its
+// netmask: --listen, else the first IPv4 address of --interface.
+func serverAddr(cfg serveConfig) (netip.Addr, string, error) {
+	var addr netip.Addr
+	if cfg.Listen != "" {
+		a, err := netip.ParseAddr(cfg.Listen)
+		if err != nil || !a.Is4() {
+			return addr, "", fmt.Errorf("serve: listen %q: give the server's IPv4 address on the cluster network", cfg.Listen)
+		}
+		addr = a
+	}
+	if cfg.Interface == "" {
+		if cfg.DHCP != "off" {
+			return addr, "", errors.New("serve: DHCP needs the cluster network interface: set interface in wwboot.conf or pass --interface IF (or --dhcp off)")
+		}
+		return addr, "", nil
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return addr, "", fmt.Errorf("serve: interface %q: %w", cfg.Interface, err)
+	}
+	as, err := ifi.Addrs()
+	if err != nil {
+		return addr, "", fmt.Errorf("serve: interface %q: %w", cfg.Interface, err)
+	}
+	var first netip.Prefix
+	for _, a := range as {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || !ip.Unmap().Is4() {
+			continue
+		}
+		ones, _ := ipn.Mask.Size()
+		p := netip.PrefixFrom(ip.Unmap(), ones)
+		if !first.IsValid() {
+			first = p
+		}
+		if addr.IsValid() && p.Addr() == addr {
+			return addr, net.IP(ipn.Mask).String(), nil
+		}
+	}
+	if addr.IsValid() {
+		return addr, "", nil
+	}
+	if !first.IsValid() {
+		return addr, "", fmt.Errorf("serve: interface %s has no IPv4 address: give it one, or pass --listen IP", cfg.Interface)
+	}
+	return first.Addr(), net.IP(net.CIDRMask(first.Bits(), 32)).String(), nil
 }

@@ -1,0 +1,65 @@
+// Package provision is wwboot's provisioning service: the HTTP handler that
+// hands a booting node its iPXE script, kernel, image and overlays, the
+// per-node boot status, and a Server that runs DHCP, TFTP and HTTP together.
+//
+// # The handler
+//
+// Handler is an http.Handler serving
+//
+//	GET /ipxe/{mac}              the node's iPXE script (the unknown-node script for a MAC not in the inventory)
+//	GET /kernel/{mac}            the kernel of the node's image
+//	GET /image/{mac}             the node's image (compressed newc cpio)
+//	GET /overlay/system/{mac}    the node's system overlay archive
+//	GET /overlay/runtime/{mac}   the node's runtime overlay archive (secured, see below)
+//	GET /boot/{file}             iPXE binaries for UEFI HTTP Boot (Options.BootFS)
+//	GET /status                  per-node boot status, JSON
+//	GET /healthz                 "ok"
+//	GET /metrics                 Prometheus metrics of Options.Registry
+//
+// and Warewulf's paths, so Warewulf iPXE templates work unchanged:
+// /provision/{mac}?stage=ipxe|kernel|image|container|system|runtime,
+// /ipxe/, /kernel/, /image/, /container/, /system/, /runtime/,
+// /overlay-system/ and /overlay-runtime/, with ?compress=gz and
+// ?assetkey=KEY. A MAC is accepted as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff
+// (iPXE's ${mac:hexhyp}), in either case, and in the other forms
+// nodedb.ParseHW reads.
+//
+// Kernels and images go out with http.ServeContent over an *os.File, so the
+// kernel copies them with sendfile; responses carry Content-Length, Last-Modified
+// and a strong ETag (the image's sha256, the overlay archive's content hash)
+// and honour Range, If-Range, If-None-Match and If-Modified-Since.
+//
+// Nothing is read from disk per request but the file served: the inventory,
+// image metadata and iPXE templates are held in memory by their stores, and
+// each node's rendered iPXE script is cached until the inventory snapshot
+// changes or Handler.Reload is called.
+//
+// # The runtime overlay
+//
+// The runtime overlay carries secrets (keys, passwords), so it goes only to the
+// node it belongs to: the request must come from a privileged source port
+// (below 1024, Warewulf's "secure" mode, which only root on the node can use;
+// Options.InsecurePorts turns this check off), from one of the node's
+// configured addresses (Options.AnySourceAddr turns this off), and carry the
+// node's asset key when it has one. Refusals are 403 and counted.
+//
+// Every request for a node's files (not its iPXE script) must carry the node's
+// asset key, when the node has one, as ?assetkey=KEY, which is how Warewulf's
+// templates pass iPXE's ${asset} (the machine's SMBIOS asset tag). wwboot's
+// default script adds it to its URLs for such nodes.
+//
+// # Interfaces
+//
+// The handler reaches its data through small interfaces, so an embedding
+// program can swap any of them: Inventory (nodedb's stores, or a scheduler's
+// own database), Images (*image.Store), Overlays (*overlay.Renderer) and
+// Scripts (*ipxe.Set).
+//
+// # The server
+//
+// Server runs the handler on HTTP, package dhcp's policy and server on the
+// cluster interfaces, package tftp's server over the iPXE binaries, and
+// package ipxe's router advertiser (which saves iPXE a 15 s wait for IPv6
+// routers). Serve(ctx) runs until ctx ends, then drains: transfers under way
+// finish before it returns.
+package provision

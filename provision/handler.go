@@ -1,0 +1,693 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wwboot/wwboot/image"
+	"github.com/wwboot/wwboot/ipxe"
+	"github.com/wwboot/wwboot/nodedb"
+	"github.com/wwboot/wwboot/overlay"
+)
+
+// Options configure a Handler. Inventory is required; a nil Images,
+// Overlays or BootFS makes the routes that need it answer 404.
+type Options struct {
+	// Inventory finds the node a MAC belongs to.
+	Inventory Inventory
+	// Images finds a node's image and kernel (usually an *image.Store).
+	Images Images
+	// Overlays renders a node's overlay archives (usually an
+	// *overlay.Renderer).
+	Overlays Overlays
+	// Scripts renders iPXE scripts (usually an *ipxe.Set); nil means
+	// package ipxe's built-in templates.
+	Scripts Scripts
+	// BootFS holds the iPXE binaries served under /boot/ to UEFI HTTP Boot
+	// clients (usually the TFTP tree, a *tftp.BootFS). It must keep
+	// symbolic links inside itself (os.Root.FS does, os.DirFS does not).
+	BootFS fs.FS
+
+	// BaseURL is the server's URL as nodes reach it, e.g.
+	// http://10.0.0.1:9873, written into iPXE scripts. Empty means the
+	// address and port each request arrived on, which is right unless the
+	// server sits behind a proxy or NAT.
+	BaseURL string
+
+	// InsecurePorts serves the runtime overlay to unprivileged source
+	// ports (1024 and above). Off by default: only root on the node can
+	// bind a port below 1024 (Warewulf's "secure" mode).
+	InsecurePorts bool
+	// AnySourceAddr serves the runtime overlay to any source address.
+	// Off by default: the request must come from one of the node's
+	// configured addresses.
+	AnySourceAddr bool
+
+	// RetryMax and RetryDelay (seconds) tune the default script's retry
+	// loop; 0 means package ipxe's defaults (5 tries, 5 s apart).
+	RetryMax, RetryDelay int
+	// UnknownWait is how long the unknown-node script waits before it
+	// asks again; 0 means 30 s.
+	UnknownWait time.Duration
+
+	// Registry receives the handler's metrics and is what /metrics serves;
+	// nil means a private registry. Give the same registry to the DHCP and
+	// TFTP metrics so one scrape sees them all.
+	Registry *prometheus.Registry
+	// Logger receives refusals and failures (Warn, Error), finished
+	// transfers (Info) and every request (Debug). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock for the status; nil means time.Now.
+	Now func() time.Time
+}
+
+// maxCachedScripts bounds the script cache of an Inventory that is not a
+// Snapshotter (its nodes may be new values on every lookup).
+const maxCachedScripts = 1 << 16
+
+// Handler is the provisioning HTTP service; see the package documentation
+// for its routes. Create it with NewHandler. It is safe for concurrent use.
+type Handler struct {
+	opts     Options
+	log      *slog.Logger
+	now      func() time.Time
+	mux      *http.ServeMux
+	scripts  Scripts
+	metrics  *metrics
+	registry *prometheus.Registry
+	status   *tracker
+
+	baseHost, basePort string // from Options.BaseURL
+
+	cache atomic.Pointer[scriptCache]
+}
+
+// scriptCache holds the completed ipxe.Data of the nodes of one inventory
+// snapshot (db nil: of an Inventory without snapshots).
+type scriptCache struct {
+	db *nodedb.DB
+	m  sync.Map // cacheKey -> *ipxe.Data
+	n  atomic.Int64
+}
+
+type cacheKey struct {
+	node *nodedb.Node
+	mac  string
+	base string
+}
+
+// NewHandler returns the provisioning handler for opts.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Inventory == nil {
+		return nil, errors.New("provision: Options.Inventory is required")
+	}
+	h := &Handler{opts: opts, log: opts.Logger, now: opts.Now, scripts: opts.Scripts, registry: opts.Registry}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.scripts == nil {
+		set, err := ipxe.New(ipxe.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("provision: built-in iPXE templates: %w", err)
+		}
+		h.scripts = set
+	}
+	if h.registry == nil {
+		h.registry = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(h.registry)
+	if err != nil {
+		return nil, fmt.Errorf("provision: registering metrics: %w", err)
+	}
+	h.metrics = m
+	if opts.BaseURL != "" {
+		u, err := url.Parse(opts.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("provision: Options.BaseURL %q: write it as http://HOST:PORT", opts.BaseURL)
+		}
+		h.opts.BaseURL = strings.TrimSuffix(opts.BaseURL, "/")
+		h.baseHost, h.basePort = u.Hostname(), u.Port()
+		if h.basePort == "" {
+			h.basePort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+	}
+	h.status = newTracker(h.now())
+	h.cache.Store(&scriptCache{})
+	h.routes()
+	return h, nil
+}
+
+func (h *Handler) routes() {
+	mux := http.NewServeMux()
+	node := func(stage string) http.Handler {
+		return h.instrument(stage, func(w *recorder, r *http.Request) {
+			h.serveNode(w, r, stage, r.PathValue("mac"))
+		})
+	}
+	// wwboot's paths (package ipxe's default script uses them).
+	mux.Handle("GET /ipxe/{mac}", node(StageIPXE))
+	mux.Handle("GET /kernel/{mac}", node(StageKernel))
+	mux.Handle("GET /image/{mac}", node(StageImage))
+	mux.Handle("GET /overlay/system/{mac}", node(StageSystem))
+	mux.Handle("GET /overlay/runtime/{mac}", node(StageRuntime))
+	// Warewulf's paths.
+	mux.Handle("GET /container/{mac}", node(StageImage))
+	mux.Handle("GET /system/{mac}", node(StageSystem))
+	mux.Handle("GET /runtime/{mac}", node(StageRuntime))
+	mux.Handle("GET /overlay-system/{mac}", node(StageSystem))
+	mux.Handle("GET /overlay-runtime/{mac}", node(StageRuntime))
+	mux.Handle("GET /provision/{mac}", h.instrument("provision", func(w *recorder, r *http.Request) {
+		stage, ok := warewulfStage(r.URL.Query().Get("stage"))
+		if !ok {
+			w.stage = "other"
+			http.Error(w, fmt.Sprintf("stage %q: wwboot serves stage=ipxe, kernel, image (container), system and runtime",
+				truncate(r.URL.Query().Get("stage"), 32)), http.StatusNotFound)
+			return
+		}
+		w.stage = stage
+		h.serveNode(w, r, stage, r.PathValue("mac"))
+	}))
+	mux.Handle("GET /boot/{file...}", h.instrument(StageBoot, h.serveBoot))
+	mux.Handle("GET /status", h.instrument("status", h.serveStatus))
+	mux.Handle("GET /healthz", h.instrument("healthz", func(w *recorder, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
+	mux.Handle("GET /", h.instrument("other", func(w *recorder, r *http.Request) {
+		http.NotFound(w, r)
+	}))
+	h.mux = mux
+}
+
+// warewulfStage maps Warewulf's ?stage= values to wwboot's stages.
+func warewulfStage(s string) (string, bool) {
+	switch s {
+	case "ipxe", "":
+		return StageIPXE, true
+	case "kernel":
+		return StageKernel, true
+	case "image", "container":
+		return StageImage, true
+	case "system":
+		return StageSystem, true
+	case "runtime":
+		return StageRuntime, true
+	}
+	return "", false
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r)
+}
+
+// Status returns what the handler has seen of every node.
+func (h *Handler) Status() Status { return h.status.snapshot() }
+
+// Reload re-reads the iPXE templates (when Scripts implements Reloader)
+// and drops the cached scripts. On error the previous templates stay.
+func (h *Handler) Reload() error {
+	var err error
+	if rl, ok := h.scripts.(Reloader); ok {
+		err = rl.Reload()
+	}
+	h.cache.Store(&scriptCache{})
+	return err
+}
+
+// recorder wraps a ResponseWriter to learn the status code and the body
+// bytes sent, and carries what the status needs about the request. It keeps
+// io.ReaderFrom, so http.ServeContent over an *os.File still reaches sendfile.
+type recorder struct {
+	http.ResponseWriter
+	code   int
+	n      int64
+	stage  string
+	node   string // node name, "" if unknown
+	hwaddr string // "" if the request named no valid MAC
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// ReadFrom lets io.Copy use the connection's ReadFrom (sendfile, splice).
+func (w *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(writerOnly{w.ResponseWriter}, src)
+	}
+	w.n += n
+	return n, err
+}
+
+// Flush implements http.Flusher when the underlying writer does.
+func (w *recorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type writerOnly struct{ io.Writer }
+
+// instrument wraps a route: metrics, status and the debug log line.
+func (h *Handler) instrument(stage string, fn func(w *recorder, r *http.Request)) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		h.metrics.active.Inc()
+		w := &recorder{ResponseWriter: rw, stage: stage}
+		start := h.now()
+		defer func() {
+			h.metrics.active.Dec()
+			code := w.code
+			if code == 0 {
+				code = http.StatusOK
+			}
+			h.metrics.requests.WithLabelValues(w.stage, codeLabel(code)).Inc()
+			if w.n > 0 {
+				h.metrics.sent.WithLabelValues(w.stage).Add(float64(w.n))
+			}
+			if w.hwaddr != "" {
+				h.status.record(w.node, w.hwaddr, w.stage, code, w.n, r.RemoteAddr, h.now())
+			}
+			if h.log.Enabled(r.Context(), slog.LevelDebug) {
+				h.log.Debug("http", "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr, "node", w.node,
+					"stage", w.stage, "code", code, "bytes", w.n, "duration", h.now().Sub(start))
+			}
+		}()
+		fn(w, r)
+	})
+}
+
+// lookup finds the node of hw, in a snapshot when the inventory has them.
+func (h *Handler) lookup(ctx context.Context, hw net.HardwareAddr) (*nodedb.DB, *nodedb.Node, error) {
+	if s, ok := h.opts.Inventory.(Snapshotter); ok {
+		db, err := s.Snapshot(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		n, err := db.NodeByHW(ctx, hw)
+		return db, n, err
+	}
+	n, err := h.opts.Inventory.NodeByHW(ctx, hw)
+	return nil, n, err
+}
+
+// serveNode answers a node's request for stage.
+func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) {
+	hw, err := ParseMAC(macStr)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.hwaddr = hw.String()
+	q := r.URL.Query()
+	if q.Has("overlay") {
+		http.Error(w, "overlay=: wwboot serves a node's whole system or runtime overlay, not chosen overlays", http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	db, node, err := h.lookup(ctx, hw)
+	switch {
+	case errors.Is(err, nodedb.ErrNotFound) || (err == nil && node == nil):
+		h.metrics.unknown.Inc()
+		if stage == StageIPXE {
+			h.serveUnknown(w, r, hw)
+			return
+		}
+		http.Error(w, fmt.Sprintf("no node has hardware address %s; add it with: wwboot node add NAME --hwaddr %s", hw, hw), http.StatusNotFound)
+		return
+	case err != nil:
+		h.log.Error("inventory lookup failed", "hwaddr", hw, "err", err)
+		http.Error(w, "inventory unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.node = node.ID
+
+	if stage != StageIPXE && node.AssetKey != "" &&
+		subtle.ConstantTimeCompare([]byte(q.Get("assetkey")), []byte(node.AssetKey)) != 1 {
+		h.refuse(w, r, node, stage, RefusedAssetKey, "wrong or missing asset key (?assetkey=)")
+		return
+	}
+	compress := q.Get("compress")
+	if compress != "" && compress != "gz" {
+		http.Error(w, fmt.Sprintf("compress=%q: wwboot serves compress=gz or nothing", truncate(compress, 16)), http.StatusBadRequest)
+		return
+	}
+
+	switch stage {
+	case StageIPXE:
+		h.serveScript(w, r, db, node, hw)
+	case StageKernel:
+		if compress != "" {
+			http.Error(w, "the kernel is not served compressed (compress=gz applies to images and overlays)", http.StatusNotFound)
+			return
+		}
+		h.serveImageFile(w, r, node, true, false)
+	case StageImage:
+		h.serveImageFile(w, r, node, false, compress == "gz")
+	case StageSystem:
+		h.serveOverlay(w, r, db, node, overlay.System)
+	case StageRuntime:
+		if reason, msg := h.runtimeAllowed(r, node); reason != "" {
+			h.refuse(w, r, node, stage, reason, msg)
+			return
+		}
+		h.serveOverlay(w, r, db, node, overlay.Runtime)
+	}
+}
+
+// runtimeAllowed checks that a runtime overlay request comes from its node.
+func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
+	ap := remoteAddr(r)
+	if !h.opts.InsecurePorts && (!ap.IsValid() || ap.Port() >= 1024) {
+		return RefusedPort, "the runtime overlay goes only to a privileged source port (below 1024)"
+	}
+	if !h.opts.AnySourceAddr {
+		for _, a := range nodeAddrs(node) {
+			if a == ap.Addr() {
+				return "", ""
+			}
+		}
+		return RefusedAddress, "the runtime overlay goes only to the node's own address"
+	}
+	return "", ""
+}
+
+func (h *Handler) refuse(w *recorder, r *http.Request, node *nodedb.Node, stage, reason, msg string) {
+	h.metrics.refused.WithLabelValues(reason).Inc()
+	h.log.Warn("refused", "node", node.ID, "stage", stage, "client", r.RemoteAddr, "reason", reason)
+	http.Error(w, msg, http.StatusForbidden)
+}
+
+// base returns the server's host, port and base URL for request r.
+func (h *Handler) base(r *http.Request) (host, port, base string) {
+	if h.opts.BaseURL != "" {
+		return h.baseHost, h.basePort, h.opts.BaseURL
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if host, port, ok := hostPort(la); ok {
+			return host, port, "http://" + joinHostPort(host, port)
+		}
+	}
+	// No local address (a test calling ServeHTTP directly): the Host header.
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, port = r.Host, "80"
+	}
+	return host, port, "http://" + joinHostPort(host, port)
+}
+
+// serveScript sends the node's iPXE script, rendered once per node, MAC,
+// server address and inventory snapshot.
+func (h *Handler) serveScript(w *recorder, r *http.Request, db *nodedb.DB, node *nodedb.Node, hw net.HardwareAddr) {
+	host, port, base := h.base(r)
+	c := h.cache.Load()
+	if c.db != db {
+		fresh := &scriptCache{db: db}
+		if h.cache.CompareAndSwap(c, fresh) {
+			c = fresh
+		} else {
+			c = h.cache.Load()
+		}
+	}
+	key := cacheKey{node: node, mac: w.hwaddr, base: base}
+	var d *ipxe.Data
+	if v, ok := c.m.Load(key); ok {
+		d = v.(*ipxe.Data)
+	} else {
+		d = h.scriptData(node, hw, host, port, base)
+		if c.db == nil && c.n.Load() >= maxCachedScripts {
+			h.cache.CompareAndSwap(c, &scriptCache{})
+		}
+		if v, loaded := c.m.LoadOrStore(key, d); loaded {
+			d = v.(*ipxe.Data)
+		} else {
+			c.n.Add(1)
+		}
+	}
+	script, err := h.scripts.Script(node.Ipxe, d)
+	if err != nil {
+		h.log.Error("iPXE script", "node", node.ID, "template", node.Ipxe, "err", err)
+		http.Error(w, fmt.Sprintf("node %s: iPXE template %q: %v", node.ID, node.Ipxe, err), http.StatusInternalServerError)
+		return
+	}
+	writeScript(w, script)
+}
+
+func writeScript(w http.ResponseWriter, script []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hd["Cache-Control"] = []string{"no-store"}
+	hd["Content-Length"] = []string{fmt.Sprint(len(script))}
+	_, _ = w.Write(script)
+}
+
+// scriptData fills the template data for node booting from hw.
+func (h *Handler) scriptData(node *nodedb.Node, hw net.HardwareAddr, host, port, base string) *ipxe.Data {
+	mac := hw.String()
+	d := &ipxe.Data{
+		Id:         node.ID,
+		Cluster:    node.ClusterName,
+		Hwaddr:     mac,
+		Port:       port,
+		Authority:  joinHostPort(host, port),
+		BaseURL:    base,
+		ImageName:  node.ImageName,
+		Root:       node.Root,
+		Ipxe:       node.Ipxe,
+		Tags:       node.Tags,
+		NetDevs:    map[string]*ipxe.NetDev{},
+		RetryMax:   h.opts.RetryMax,
+		RetryDelay: h.opts.RetryDelay,
+	}
+	if strings.IndexByte(host, ':') >= 0 {
+		d.Ipaddr6 = host
+	} else {
+		d.Ipaddr = host
+	}
+	if node.Kernel != nil {
+		d.KernelVersion = node.Kernel.Version
+		d.KernelArgs = strings.Join(node.Kernel.Args, " ")
+	}
+	for name, nd := range node.NetDevs {
+		if nd == nil {
+			continue
+		}
+		d.NetDevs[name] = &ipxe.NetDev{
+			Device: nd.Device, Hwaddr: nd.Hwaddr, Ipaddr: nd.Ipaddr, Ipaddr6: nd.Ipaddr6, Netmask: nd.Netmask,
+			Gateway: nd.Gateway, Type: nd.Type, MTU: nd.MTU, Primary: name == node.Primary, Tags: nd.Tags,
+		}
+	}
+	if nd := netDevByHW(node, hw); nd != nil {
+		if p, err := nodedb.ParseIPv4(nd.Ipaddr); err == nil {
+			d.NodeIpaddr = p.Addr().String()
+		}
+	}
+	if node.AssetKey != "" {
+		// iPXE expands ${asset} (the SMBIOS asset tag) in command arguments.
+		q := "?assetkey=${asset}"
+		d.KernelURL = base + "/kernel/" + mac + q
+		d.ImageURL = base + "/image/" + mac + q
+		d.SystemOverlayURL = base + "/overlay/system/" + mac + q
+		d.RuntimeOverlayURL = base + "/overlay/runtime/" + mac + q
+	}
+	d.Complete()
+	return d
+}
+
+// serveUnknown sends the unknown-node script, which asks again later.
+func (h *Handler) serveUnknown(w *recorder, r *http.Request, hw net.HardwareAddr) {
+	host, port, base := h.base(r)
+	wait := h.opts.UnknownWait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	d := &ipxe.Data{Hwaddr: hw.String(), Port: port, BaseURL: base, Authority: joinHostPort(host, port),
+		WaitTime: fmt.Sprint(int((wait + time.Second - 1) / time.Second))}
+	if strings.IndexByte(host, ':') >= 0 {
+		d.Ipaddr6 = host
+	} else {
+		d.Ipaddr = host
+	}
+	d.Complete()
+	var buf bytes.Buffer
+	if err := h.scripts.Render(&buf, ipxe.UnknownTemplate, d); err != nil {
+		h.log.Error("unknown-node iPXE script", "hwaddr", hw, "err", err)
+		http.Error(w, "unknown-node script: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeScript(w, buf.Bytes())
+}
+
+// serveImageFile sends the node's kernel or image file.
+func (h *Handler) serveImageFile(w *recorder, r *http.Request, node *nodedb.Node, kernel, wantGzip bool) {
+	what := "image"
+	if kernel {
+		what = "kernel"
+	}
+	if node.ImageName == "" {
+		http.Error(w, fmt.Sprintf("node %s has no image; set one with: wwboot node set %s --image NAME", node.ID, node.ID), http.StatusNotFound)
+		return
+	}
+	if h.opts.Images == nil {
+		http.Error(w, "this server serves no images", http.StatusNotFound)
+		return
+	}
+	meta, err := h.opts.Images.Lookup(r.Context(), node.ImageName)
+	if errors.Is(err, image.ErrNotFound) {
+		http.Error(w, fmt.Sprintf("node %s: image %q does not exist; build it with wwboot image", node.ID, node.ImageName), http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		h.log.Error("image lookup", "node", node.ID, "image", node.ImageName, "err", err)
+		http.Error(w, "image store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	path, sum := meta.Path, meta.SHA256
+	if kernel {
+		path, sum = meta.KernelPath, meta.KernelSHA256
+		if node.Kernel != nil && node.Kernel.Version != "" && meta.KernelVersion != "" && node.Kernel.Version != meta.KernelVersion {
+			h.log.Warn("node asks for a kernel version its image does not have; serving the image's",
+				"node", node.ID, "image", meta.Name, "wanted", node.Kernel.Version, "serving", meta.KernelVersion)
+		}
+	} else if wantGzip && meta.Compression != "" && meta.Compression != image.Gzip {
+		http.Error(w, fmt.Sprintf("image %s is %s-compressed, not gzip; rebuild it with gzip or drop compress=gz", meta.Name, meta.Compression), http.StatusNotFound)
+		return
+	}
+	if path == "" {
+		http.Error(w, fmt.Sprintf("image %s has no %s", meta.Name, what), http.StatusNotFound)
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		h.log.Error("opening "+what, "node", node.ID, "image", meta.Name, "path", path, "err", err)
+		http.Error(w, what+" file missing on the server", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	mod := meta.BuiltAt
+	if mod.IsZero() {
+		if fi, err := f.Stat(); err == nil {
+			mod = fi.ModTime()
+		}
+	}
+	hd := w.Header()
+	hd["Content-Type"] = []string{"application/octet-stream"}
+	if sum != "" {
+		hd["Etag"] = []string{`"` + sum + `"`}
+	}
+	http.ServeContent(w, r, "", mod, f)
+	h.logTransfer(w, r, what)
+}
+
+// serveOverlay sends the node's overlay archive of kind.
+func (h *Handler) serveOverlay(w *recorder, r *http.Request, db *nodedb.DB, node *nodedb.Node, kind overlay.Kind) {
+	if h.opts.Overlays == nil {
+		http.Error(w, "this server serves no overlays", http.StatusNotFound)
+		return
+	}
+	a, err := h.opts.Overlays.Render(r.Context(), db, node, kind)
+	if err != nil {
+		h.log.Error("rendering overlay", "node", node.ID, "kind", kind, "err", err)
+		code := http.StatusInternalServerError
+		if errors.Is(err, overlay.ErrNotFound) {
+			code = http.StatusNotFound
+		}
+		http.Error(w, fmt.Sprintf("node %s: %s overlay: %v", node.ID, kind, err), code)
+		return
+	}
+	hd := w.Header()
+	hd["Content-Type"] = []string{"application/octet-stream"}
+	hd["Etag"] = []string{a.ETag()}
+	http.ServeContent(w, r, "", a.ModTime, a.NewReader())
+	h.logTransfer(w, r, string(kind)+" overlay")
+}
+
+func (h *Handler) logTransfer(w *recorder, r *http.Request, what string) {
+	if w.code == http.StatusOK || w.code == http.StatusPartialContent {
+		h.log.Info("sent "+what, "node", w.node, "client", r.RemoteAddr, "code", w.code, "bytes", w.n)
+	}
+}
+
+// serveBoot sends an iPXE binary to a UEFI HTTP Boot client.
+func (h *Handler) serveBoot(w *recorder, r *http.Request) {
+	name := r.PathValue("file")
+	if h.opts.BootFS == nil || !fs.ValidPath(name) || strings.ContainsAny(name, "\\\x00") {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := h.opts.BootFS.Open(name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if rs, ok := f.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, "", fi.ModTime(), rs)
+		return
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
+	if r.Method != http.MethodHead {
+		_, _ = io.Copy(w, f)
+	}
+}
+
+func (h *Handler) serveStatus(w *recorder, _ *http.Request) {
+	b, err := json.MarshalIndent(h.status.snapshot(), "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(b, '\n'))
+}

@@ -1,0 +1,432 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wwboot/wwboot/dhcp"
+	"github.com/wwboot/wwboot/ipxe"
+	"github.com/wwboot/wwboot/tftp"
+)
+
+// DHCPMode says whether and how a Server answers DHCP.
+type DHCPMode string
+
+// DHCP modes.
+const (
+	DHCPOff   DHCPMode = "off"   // no DHCP: the site's DHCP server points nodes at wwboot
+	DHCPFull  DHCPMode = "full"  // addresses from the inventory and boot information
+	DHCPProxy DHCPMode = "proxy" // boot information only, beside the site's DHCP server
+)
+
+// ParseDHCPMode reads "full", "proxy" or "off" ("" means off).
+func ParseDHCPMode(s string) (DHCPMode, error) {
+	switch DHCPMode(s) {
+	case DHCPFull, DHCPProxy, DHCPOff:
+		return DHCPMode(s), nil
+	case "":
+		return DHCPOff, nil
+	}
+	return "", fmt.Errorf("dhcp mode %q: use full, proxy or off", s)
+}
+
+// DefaultDrainTimeout is how long Serve lets transfers under way finish
+// after its context ends.
+const DefaultDrainTimeout = 30 * time.Second
+
+// ServerConfig configures a Server: the handler's Options plus the network
+// services around it.
+type ServerConfig struct {
+	// Options configure the provisioning handler (inventory, images,
+	// overlays, scripts, secure mode, metrics registry, logger).
+	Options
+
+	// Handler, when set, is served instead of the Handler built from
+	// Options (wrap Server.Handler() in middleware, say). Options still
+	// provide the inventory to DHCP and the registry to the metrics.
+	Handler http.Handler
+
+	// Addr is the server's address on the cluster network: DHCP's server
+	// identifier and next-server. Invalid (zero) means the address of the
+	// interface each DHCP request arrives on.
+	Addr netip.Addr
+	// HTTPAddr is the HTTP listen address; "" means ":9873" (all
+	// addresses, Warewulf's port).
+	HTTPAddr string
+
+	// Interfaces are the cluster network interfaces DHCP answers on and
+	// router advertisements go out on.
+	Interfaces []string
+	// DHCP selects the DHCP mode; "" means off.
+	DHCP DHCPMode
+	// DHCPHandler, when set, replaces the policy built from the Inventory
+	// (dhcp.NewPolicy over DHCPHosts(Inventory)).
+	DHCPHandler dhcp.Handler
+	// DHCPPools are dynamic ranges for machines the inventory does not
+	// know (full mode), so they reach the unknown-node script.
+	DHCPPools []*dhcp.Pool
+
+	// TFTP serves the iPXE binaries over TFTP to PXE firmware.
+	TFTP bool
+	// TFTPAddr is the TFTP listen address; "" means ":69".
+	TFTPAddr string
+	// TFTPFS is the tree served over TFTP; nil means Options.BootFS.
+	TFTPFS fs.FS
+
+	// RouterAdvertisements answers IPv6 router solicitations on
+	// Interfaces with an empty advertisement, so iPXE does not wait 15 s
+	// for a router (see ipxe.RouterAdvertiser). It needs CAP_NET_RAW; a
+	// failure to start it is logged, not fatal.
+	RouterAdvertisements bool
+
+	// DrainTimeout bounds how long Serve, once its context ends, waits for
+	// transfers under way; 0 means DefaultDrainTimeout.
+	DrainTimeout time.Duration
+}
+
+// Server runs the provisioning HTTP service, DHCP, TFTP and the router
+// advertiser together. Create it with NewServer, then call Serve (Listen
+// first to learn the addresses before serving).
+type Server struct {
+	cfg     ServerConfig
+	log     *slog.Logger
+	handler *Handler
+	serve   http.Handler
+	dhcpH   dhcp.Handler
+	dhcpM   *dhcp.Metrics
+	tftpM   *tftp.Metrics
+
+	mu       sync.Mutex
+	listened bool
+	serving  bool
+	hs       *http.Server
+	httpLn   net.Listener
+	ts       *tftp.Server
+	tconn    *net.UDPConn
+	ds       *dhcp.Server
+	dconns   []*dhcp.Conn
+	ras      []*ipxe.RouterAdvertiser
+
+	inner    context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errc     chan error
+	stopOnce sync.Once
+	stopErr  error
+	stopped  chan struct{}
+}
+
+// NewServer builds the handler and the services cfg asks for. It opens no
+// socket; Listen or Serve do.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.DHCP == "" {
+		cfg.DHCP = DHCPOff
+	}
+	if _, err := ParseDHCPMode(string(cfg.DHCP)); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
+	if cfg.DHCP != DHCPOff && len(cfg.Interfaces) == 0 {
+		return nil, errors.New("provision: DHCP needs the cluster network interface (ServerConfig.Interfaces; wwboot serve --interface)")
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":" + strconv.Itoa(dhcp.DefaultHTTPPort)
+	}
+	if cfg.TFTPAddr == "" {
+		cfg.TFTPAddr = ":69"
+	}
+	if cfg.TFTPFS == nil {
+		cfg.TFTPFS = cfg.BootFS
+	}
+	if cfg.TFTP && cfg.TFTPFS == nil {
+		return nil, errors.New("provision: TFTP needs a tree to serve (ServerConfig.TFTPFS or Options.BootFS)")
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, stopped: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	h, err := NewHandler(cfg.Options)
+	if err != nil {
+		return nil, err
+	}
+	s.handler, s.serve = h, h
+	if cfg.Handler != nil {
+		s.serve = cfg.Handler
+	}
+	if cfg.DHCP != DHCPOff {
+		if s.dhcpM, err = dhcp.NewMetrics(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("provision: DHCP metrics: %w", err)
+		}
+	}
+	if cfg.TFTP {
+		if s.tftpM, err = tftp.NewMetrics(cfg.Registry); err != nil {
+			return nil, fmt.Errorf("provision: TFTP metrics: %w", err)
+		}
+	}
+	s.inner, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Handler returns the provisioning handler (for its Status and Reload).
+func (s *Server) Handler() *Handler { return s.handler }
+
+// Registry returns the registry the metrics are on.
+func (s *Server) Registry() *prometheus.Registry { return s.cfg.Registry }
+
+// Listen opens every socket: HTTP, TFTP, DHCP and the router advertisers.
+// On error it closes what it opened. Serve calls it if it was not called.
+func (s *Server) Listen() (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listened {
+		return nil
+	}
+	defer func() {
+		if err != nil {
+			s.closeSockets()
+		}
+	}()
+	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("provision: HTTP: %w (another server on the port? set http port in wwboot.conf or --http-port)", err)
+	}
+	s.hs = &http.Server{
+		Handler:           s.serve,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.cfg.TFTP {
+		if s.tconn, err = tftp.ListenPacket(context.Background(), "udp4", s.cfg.TFTPAddr); err != nil {
+			return fmt.Errorf("provision: TFTP: %w", err)
+		}
+		s.ts = &tftp.Server{FS: s.cfg.TFTPFS, Logger: s.log, Metrics: s.tftpM}
+	}
+	if s.cfg.DHCP != DHCPOff {
+		h := s.cfg.DHCPHandler
+		if h == nil {
+			_, port, _ := net.SplitHostPort(s.httpLn.Addr().String())
+			p, _ := strconv.ParseUint(port, 10, 16)
+			mode := dhcp.Full
+			if s.cfg.DHCP == DHCPProxy {
+				mode = dhcp.Proxy
+			}
+			h, err = dhcp.NewPolicy(DHCPHosts(s.cfg.Inventory), dhcp.Config{
+				Mode: mode, ServerAddr: s.cfg.Addr, HTTPPort: uint16(p), TFTP: s.cfg.TFTP,
+				Pools: s.cfg.DHCPPools, Logger: s.log, Metrics: s.dhcpM,
+			})
+			if err != nil {
+				return fmt.Errorf("provision: DHCP policy: %w", err)
+			}
+		}
+		s.dhcpH = h
+		if s.ds, err = dhcp.NewServer(h, dhcp.ServerConfig{
+			Interfaces: s.cfg.Interfaces, Proxy: s.cfg.DHCP == DHCPProxy, Logger: s.log, Metrics: s.dhcpM,
+		}); err != nil {
+			return fmt.Errorf("provision: DHCP server: %w", err)
+		}
+		if s.dconns, err = s.ds.Listen(); err != nil {
+			return fmt.Errorf("provision: DHCP: %w", err)
+		}
+	}
+	if s.cfg.RouterAdvertisements {
+		for _, ifname := range s.cfg.Interfaces {
+			ra, err := ipxe.ListenRouterAdvertiser(ifname, s.log)
+			if err != nil {
+				s.log.Warn("IPv6 router advertiser not started; iPXE may wait about 15 s for a router before fetching its script",
+					"interface", ifname, "err", err)
+				continue
+			}
+			s.ras = append(s.ras, ra)
+		}
+	}
+	s.listened = true
+	return nil
+}
+
+func (s *Server) closeSockets() {
+	if s.httpLn != nil {
+		_ = s.httpLn.Close()
+	}
+	if s.tconn != nil {
+		_ = s.tconn.Close()
+	}
+	for _, c := range s.dconns {
+		_ = c.Close()
+	}
+	for _, ra := range s.ras {
+		_ = ra.Close()
+	}
+}
+
+// HTTPAddr returns the address HTTP listens on, nil before Listen.
+func (s *Server) HTTPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// TFTPAddr returns the address TFTP listens on, nil without TFTP or before
+// Listen.
+func (s *Server) TFTPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tconn == nil {
+		return nil
+	}
+	return s.tconn.LocalAddr()
+}
+
+// Serve runs every service until ctx ends or Shutdown is called, then
+// drains: it stops accepting requests and waits up to DrainTimeout for
+// transfers under way (HTTP downloads, TFTP transfers, DHCP requests in
+// hand) before it returns. It returns nil after a clean stop, or the error
+// of a service that failed (the others are then stopped too).
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("provision: Serve called twice")
+	}
+	s.serving = true
+	s.errc = make(chan error, 4+len(s.ras))
+	s.mu.Unlock()
+
+	select {
+	case <-s.stopped:
+		return http.ErrServerClosed
+	default:
+	}
+	run := func(name string, fn func() error) {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := fn(); err != nil {
+				s.errc <- fmt.Errorf("provision: %s: %w", name, err)
+			}
+		}()
+	}
+	run("HTTP", func() error {
+		if err := s.hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	if s.ts != nil {
+		run("TFTP", func() error {
+			if err := s.ts.Serve(s.inner, s.tconn); err != nil && !errors.Is(err, tftp.ErrServerClosed) && s.inner.Err() == nil {
+				return err
+			}
+			return nil
+		})
+	}
+	if s.ds != nil {
+		run("DHCP", func() error {
+			if err := s.ds.Serve(s.inner, s.dconns...); err != nil && !errors.Is(err, dhcp.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	for _, ra := range s.ras {
+		run("router advertiser", func() error { return ra.Serve(s.inner) })
+	}
+	s.log.Info("serving", "http", s.httpLn.Addr().String(), "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
+		"interfaces", s.cfg.Interfaces, "router_advertisements", len(s.ras))
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		s.log.Info("stopping: draining transfers under way", "timeout", s.cfg.DrainTimeout)
+	case <-s.stopped:
+	case failed = <-s.errc:
+		s.log.Error("a service failed; stopping the others", "err", failed)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	err := s.Shutdown(dctx)
+	if failed != nil {
+		return failed
+	}
+	return err
+}
+
+// Shutdown stops every service from taking new requests and waits until the
+// requests under way are done or ctx ends; then it closes what is left and
+// returns ctx's error. A Serve running returns once Shutdown is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		serving := s.serving
+		s.mu.Unlock()
+		if !serving {
+			s.closeSockets()
+			s.cancel()
+			close(s.stopped)
+			return
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var errs []error
+		stop := func(name string, fn func(context.Context) error) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := fn(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					mu.Unlock()
+				}
+			}()
+		}
+		stop("HTTP", func(ctx context.Context) error {
+			err := s.hs.Shutdown(ctx)
+			if err != nil {
+				_ = s.hs.Close()
+			}
+			return err
+		})
+		if s.ts != nil {
+			stop("TFTP", s.ts.Shutdown)
+		}
+		if s.ds != nil {
+			stop("DHCP", s.ds.Shutdown)
+		}
+		wg.Wait()
+		s.cancel() // the router advertisers, and anything still running
+		for _, ra := range s.ras {
+			_ = ra.Close()
+		}
+		s.wg.Wait()
+		s.stopErr = errors.Join(errs...)
+		close(s.stopped)
+	})
+	select {
+	case <-s.stopped:
+		return s.stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
