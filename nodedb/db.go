@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -35,7 +38,6 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 	db := &DB{
 		cfg:   cfg,
 		nodes: make(map[string]*Node, len(cfg.Nodes)),
-		names: make([]string, 0, len(cfg.Nodes)),
 		byHW:  make(map[string]*Node, len(cfg.Nodes)),
 		byIP:  make(map[netip.Addr]*Node, len(cfg.Nodes)),
 	}
@@ -64,42 +66,65 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	names := sortedKeys(cfg.Nodes)
 	chains := map[string]*Record{} // merged profile chains, shared by nodes with the same profiles
-	for _, name := range sortedKeys(cfg.Nodes) {
+	for _, name := range names {
 		rec := cfg.Nodes[name]
 		key := strings.Join(rec.Profiles, "\x00")
-		base, ok := chains[key]
-		if !ok {
-			chain, err := ex.expand(rec.Profiles, nil)
-			if err != nil {
-				fail("node", name, []string{"profiles"}, err)
-				continue
-			}
-			base = &Record{}
-			for _, p := range chain {
-				mergeRecord(base, cfg.NodeProfiles[p])
-			}
-			base.Profiles = chain
-			chains[key] = base
+		if _, ok := chains[key]; ok {
+			continue
 		}
-		n := &Node{ID: name}
-		mergeRecord(&n.Record, base)
-		profiles := n.Profiles
-		mergeRecord(&n.Record, rec)
-		n.Profiles = profiles
-		n.Primary = primaryOf(&n.Record)
-		for _, nd := range n.NetDevs {
-			if hw, err := ParseHW(nd.Hwaddr); err == nil {
-				nd.Hwaddr = hw.String() // effective nodes carry the canonical form
-			}
+		chain, err := ex.expand(rec.Profiles, nil)
+		if err != nil {
+			fail("node", name, []string{"profiles"}, err)
+			continue
 		}
+		base := &Record{}
+		for _, p := range chain {
+			mergeRecord(base, cfg.NodeProfiles[p])
+		}
+		base.Profiles = chain
+		chains[key] = base
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Merge every node on every core; nodes share what they do not change.
+	nodes := make([]*Node, len(names))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(names)/512))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(names); i += workers {
+				rec := cfg.Nodes[names[i]]
+				base := chains[strings.Join(rec.Profiles, "\x00")]
+				n := &Node{ID: names[i], Record: *base}
+				mergeRecord(&n.Record, rec)
+				n.Profiles = base.Profiles
+				n.Primary = primaryOf(&n.Record)
+				for dev, nd := range n.NetDevs {
+					if hw, err := ParseHW(nd.Hwaddr); err == nil && hw.String() != nd.Hwaddr {
+						c := *nd // the device may be a profile's, shared: copy before changing
+						c.Hwaddr = hw.String()
+						n.NetDevs = maps.Clone(n.NetDevs)
+						n.NetDevs[dev] = &c
+					}
+				}
+				nodes[i] = n
+			}
+		}()
+	}
+	wg.Wait()
+	for i, n := range nodes {
 		if n.PrimaryNetDev != "" && n.Primary == "" {
-			fail("node", name, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
+			fail("node", n.ID, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
 		}
 		db.index(n, fail)
-		db.nodes[name] = n
-		db.names = append(db.names, name)
+		db.nodes[names[i]] = n
 	}
+	db.names = names
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

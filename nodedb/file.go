@@ -114,21 +114,44 @@ func Create(ctx context.Context, path string, cfg *Config, opts ...Option) (*Fil
 func (s *FileStore) Path() string { return s.path }
 
 func (s *FileStore) load() (*fileState, error) {
+	data, id, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(data, id, false)
+}
+
+// read returns the file's contents and identity, both from one open file.
+func (s *FileStore) read() ([]byte, fileID, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("inventory %s does not exist: run 'wwboot init' or name another with --root: %w", s.path, err)
+			return nil, fileID{}, fmt.Errorf("inventory %s does not exist: run 'wwboot init' or name another with --root: %w", s.path, err)
 		}
-		return nil, fmt.Errorf("inventory: %w", err)
+		return nil, fileID{}, fmt.Errorf("inventory: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("inventory: %w", err)
+		return nil, fileID{}, fmt.Errorf("inventory: %w", err)
 	}
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("inventory %s: %w", s.path, err)
+		return nil, fileID{}, fmt.Errorf("inventory %s: %w", s.path, err)
+	}
+	return data, idOf(fi), nil
+}
+
+// decode builds a state from the file's bytes. The fast parser serves
+// readers; writers (withDoc) need the YAML tree to keep the user's comments,
+// and errors need it for their line numbers.
+func (s *FileStore) decode(data []byte, id fileID, withDoc bool) (*fileState, error) {
+	if !withDoc {
+		if cfg, ok := fastParse(data); ok {
+			if db, err := build(cfg, s.path, nil); err == nil {
+				return &fileState{db: db, id: id}, nil
+			}
+		}
 	}
 	cfg, doc, err := parse(s.path, data)
 	if err != nil {
@@ -138,7 +161,16 @@ func (s *FileStore) load() (*fileState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileState{db: db, doc: doc, id: idOf(fi)}, nil
+	return &fileState{db: db, doc: doc, id: id}, nil
+}
+
+// loadWithDoc reads the file with its YAML tree, for a write.
+func (s *FileStore) loadWithDoc() (*fileState, error) {
+	data, id, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	return s.decode(data, id, true)
 }
 
 // Snapshot returns the current inventory, reloading the file first if it
@@ -190,8 +222,8 @@ func (s *FileStore) Update(ctx context.Context, fn func(*Config) error) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	if idOf(fi) != st.id { // another writer got there first: start from its version
-		if st, err = s.load(); err != nil {
+	if idOf(fi) != st.id || st.doc == nil { // another writer got there first, or no tree yet
+		if st, err = s.loadWithDoc(); err != nil {
 			return err
 		}
 		s.cur.Store(st)

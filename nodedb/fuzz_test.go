@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -88,4 +89,37 @@ func FuzzParseIP(f *testing.F) {
 			t.Fatalf("%q: prefix %d", s, bits)
 		}
 	})
+}
+
+// FuzzFastParse holds the fast parser to yaml.v3: whatever the fast path
+// accepts, the full parser must accept and decode to the same inventory.
+func FuzzFastParse(f *testing.F) {
+	data, err := os.ReadFile(filepath.Join("testdata", "full.conf"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add(genConfig(3))
+	f.Add([]byte("nodes:\n  n1:\n    comment: 'it''s'\n    tags:\n      a: \"b c\"\n      1: 2\n    kernel:\n      args: quiet  splash\n"))
+	f.Add([]byte("nodes:\n  n1:\n    profiles:\n    - a\n    - b\n    comment: x # note\n"))
+	f.Add([]byte("WW_INTERNAL: 45\nnodeprofiles: {}\nnodes:\n  n1: {}\n  n2:\n  n3:\n    comment: ~\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := fastParse(data)
+		if !ok {
+			return
+		}
+		slow, _, err := parse("slow", data)
+		if err != nil {
+			t.Fatalf("fast path accepted what yaml.v3 refuses (%v):\n%s", err, data)
+		}
+		if !reflect.DeepEqual(normalizeEmpty(fast), normalizeEmpty(slow)) {
+			t.Fatalf("fast and full parsers disagree on\n%s\nfast: %#v\nslow: %#v", data, fast, slow)
+		}
+	})
+}
+
+// normalizeEmpty makes empty and nil maps and slices compare equal.
+func normalizeEmpty(c *Config) *Config {
+	out := cloneConfig(c)
+	return out
 }

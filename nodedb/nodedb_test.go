@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -373,4 +374,41 @@ func TestMemoryStore(t *testing.T) {
 	require.Error(t, err)
 	_, err = m.NodeByName(ctx, "b")
 	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+// TestMergeCoversEveryField guards the hand-written merge: a field added to
+// Record must be merged too.
+func TestMergeCoversEveryField(t *testing.T) {
+	rt := reflect.TypeOf(Record{})
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		src := &Record{}
+		v := reflect.ValueOf(src).Elem().Field(i)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]string{"x"}))
+		case reflect.Map:
+			m := reflect.MakeMap(v.Type())
+			e := reflect.New(v.Type().Elem()).Elem()
+			if e.Kind() == reflect.Pointer {
+				e.Set(reflect.New(e.Type().Elem()))
+			} else if e.Kind() == reflect.String {
+				e.SetString("x")
+			} else {
+				e.Set(reflect.ValueOf("x"))
+			}
+			m.SetMapIndex(reflect.ValueOf("k"), e)
+			v.Set(m)
+		case reflect.Pointer:
+			v.Set(reflect.New(v.Type().Elem()))
+			v.Elem().Field(0).Set(reflect.ValueOf("x").Convert(v.Elem().Field(0).Type()))
+		default:
+			t.Fatalf("field %s: kind %s not covered by this test", f.Name, v.Kind())
+		}
+		dst := &Record{}
+		mergeRecord(dst, src)
+		assert.Equal(t, src, dst, "field %s must merge", f.Name)
+	}
 }
