@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Every test wwboot has: formatting, vet, and the race-enabled test suite (including the VM boot).
+# Every test wwboot has: formatting, vet, and the race-enabled test suite, including
+# the network tests in namespaces and the QEMU boot. Installs what the tests need.
 set -euo pipefail
 cd "$(dirname "$0")"
+./scripts/install-deps.sh
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
 go vet ./...
-go test -race -timeout 60m ./...
+go test -race -timeout 80m ./...
