@@ -34,7 +34,7 @@ type Metrics struct {
 //	wwboot_tftp_sent_bytes_total            file bytes sent in completed and failed transfers
 //	wwboot_tftp_datagrams_sent_total        DATA and OACK datagrams sent, retransmissions included
 //	wwboot_tftp_retransmits_total           datagrams sent but never acknowledged
-//	wwboot_tftp_malformed_packets_total     packets to the server port that were not a request
+//	wwboot_tftp_malformed_packets_total     packets to the server port that were not a request (or whose transfer socket could not be opened)
 //	wwboot_tftp_active_transfers            transfers running now
 //
 // It fails if reg already holds metrics of the same names.

@@ -112,7 +112,10 @@ type Server struct {
 	// non-loopback interfaces for a wildcard address, minus IP, UDP and
 	// TFTP headers (32 bytes for IPv4), so no block is fragmented. It is
 	// measured when Serve starts. pin/tftp further caps each request at
-	// its arrival interface's MTU − 28.
+	// its arrival interface's MTU − 28 (4 bytes too many: a 1472-byte
+	// block on a 1500-byte MTU is fragmented) and offers no per-request
+	// hook, so on a host whose interfaces differ in MTU, serve one socket
+	// per interface address to get each interface's own limit.
 	MaxBlockSize int
 
 	// Anticipate, above 1, turns on pin/tftp's experimental anticipate

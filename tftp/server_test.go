@@ -263,3 +263,23 @@ func TestIPv6(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 3000, buf.Len())
 }
+
+// TestGarbageIgnored: packets that are no request get no answer and are
+// counted.
+func TestGarbageIgnored(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	require.NoError(t, err)
+	conn, err := ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	serveLoopback(t, &Server{FS: fstest.MapFS{"f": {Data: []byte("x")}}, Metrics: m}, conn)
+	c := newRawClient(t)
+	garbage := [][]byte{ack(1), {0, 3, 0, 1, 'x'}, {0, 5, 0, 1, 0}, {0, 6, 'a', 0, 'b', 0}, {0, 9}, {7}, {0, 1, 'f'}}
+	for _, p := range garbage {
+		c.send(conn.LocalAddr(), p)
+	}
+	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	n, _, err := c.conn.ReadFromUDP(make([]byte, 1500))
+	assert.Error(t, err, "got a %d-byte reply to garbage", n)
+	assert.Eventually(t, func() bool { return metricValue(t, m.malformed) == float64(len(garbage)) }, 5*time.Second, 10*time.Millisecond)
+}
