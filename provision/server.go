@@ -52,10 +52,10 @@ type ServerConfig struct {
 	// overlays, scripts, secure mode, metrics registry, logger).
 	Options
 
-	// Handler, when set, is served instead of the Handler built from
-	// Options (wrap Server.Handler() in middleware, say). Options still
-	// provide the inventory to DHCP and the registry to the metrics.
-	Handler http.Handler
+	// Middleware, when set, wraps the Handler built from Options (for
+	// access logs, authentication of /status, extra routes...); HTTP
+	// serves what it returns.
+	Middleware func(http.Handler) http.Handler
 
 	// Addr is the server's address on the cluster network: DHCP's server
 	// identifier and next-server. Invalid (zero) means the address of the
@@ -166,8 +166,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s.handler, s.serve = h, h
-	if cfg.Handler != nil {
-		s.serve = cfg.Handler
+	if cfg.Middleware != nil {
+		s.serve = cfg.Middleware(h)
 	}
 	if cfg.DHCP != DHCPOff {
 		if s.dhcpM, err = dhcp.NewMetrics(cfg.Registry); err != nil {
@@ -301,6 +301,11 @@ func (s *Server) TFTPAddr() net.Addr {
 // transfers under way (HTTP downloads, TFTP transfers, DHCP requests in
 // hand) before it returns. It returns nil after a clean stop, or the error
 // of a service that failed (the others are then stopped too).
+//
+// Sockets belong to the network namespace of the thread that opens them:
+// Listen's, and for TFTP's per-transfer sockets, the thread running Serve.
+// To serve inside a namespace, call Listen and Serve on a thread locked into
+// it (netlab.NS.Do in tests).
 func (s *Server) Serve(ctx context.Context) error {
 	if err := s.Listen(); err != nil {
 		return err
@@ -334,14 +339,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		return nil
 	})
-	if s.ts != nil {
-		run("TFTP", func() error {
-			if err := s.ts.Serve(s.inner, s.tconn); err != nil && !errors.Is(err, tftp.ErrServerClosed) && s.inner.Err() == nil {
-				return err
-			}
-			return nil
-		})
-	}
 	if s.ds != nil {
 		run("DHCP", func() error {
 			if err := s.ds.Serve(s.inner, s.dconns...); err != nil && !errors.Is(err, dhcp.ErrServerClosed) {
@@ -356,6 +353,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("serving", "http", s.httpLn.Addr().String(), "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
 		"interfaces", s.cfg.Interfaces, "router_advertisements", len(s.ras))
 
+	wait := make(chan error, 1)
+	go func() { wait <- s.wait(ctx) }()
+	if s.ts != nil {
+		// TFTP opens a socket per transfer from the goroutine that runs
+		// it: this one, so that an embedder calling Serve on a thread in
+		// another network namespace gets them there too.
+		if err := s.ts.Serve(s.inner, s.tconn); err != nil && !errors.Is(err, tftp.ErrServerClosed) && s.inner.Err() == nil {
+			s.errc <- fmt.Errorf("provision: TFTP: %w", err)
+		}
+	}
+	return <-wait
+}
+
+// wait blocks until ctx ends, Shutdown is called or a service fails, and
+// then drains.
+func (s *Server) wait(ctx context.Context) error {
 	var failed error
 	select {
 	case <-ctx.Done():
