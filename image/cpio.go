@@ -223,8 +223,11 @@ func (w *Writer) Close() error {
 
 // PadTo writes the zero bytes that bring a stream of n bytes to a multiple
 // of align. Use it after a compressed archive (with the count from a
-// CountingWriter) so that the next archive concatenated behind it starts
-// aligned; the kernel skips zero bytes between initramfs archives.
+// CountingWriter) when several archives are concatenated into one initrd
+// file: the kernel skips zero bytes between archives and wants an
+// uncompressed cpio that follows to start 4-byte aligned. Do not pad a file
+// that userland tools must read: gzip -d warns about the trailing zeros and
+// zstd -d rejects them. (iPXE aligns each initrd it loads on its own.)
 func PadTo(w io.Writer, n int64, align int) error {
 	if align <= 1 {
 		return nil

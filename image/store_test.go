@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -159,4 +160,54 @@ func TestStoreImportDockerSave(t *testing.T) {
 	assert.Equal(t, res.SHA256, res2.SHA256, "same archive, same image")
 	require.NoError(t, s.Delete(ctx, "rocky"))
 	assert.NoDirExists(t, res.Root)
+}
+
+func TestStoreLookupConcurrentWithPublish(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "images")
+	server, err := OpenStore(dir)
+	require.NoError(t, err)
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte("1"), 0o644))
+	writer, err := OpenStore(dir)
+	require.NoError(t, err)
+	_, err = writer.Import(ctx, src, "img", BuildOptions{})
+	require.NoError(t, err)
+
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				m, err := server.Lookup(ctx, "img")
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					errs <- err
+					return
+				}
+				if err == nil {
+					// Whatever record is seen, its file is complete.
+					fi, err := os.Stat(m.Path)
+					if err != nil || fi.Size() != m.Size {
+						errs <- errors.New("published record points at a missing or partial file")
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < 5; i++ {
+		require.NoError(t, os.WriteFile(filepath.Join(src, "f"), []byte(strconv.Itoa(i)), 0o644))
+		_, err := writer.Build(ctx, "img", BuildOptions{Force: true})
+		require.NoError(t, err)
+	}
+	close(done)
+	for i := 0; i < 4; i++ {
+		require.NoError(t, <-errs)
+	}
 }
