@@ -37,7 +37,9 @@ type ServerConfig struct {
 	// RequestTimeout bounds each handler call through its context, so a
 	// hung inventory cannot hold a worker for good; default 10s.
 	RequestTimeout time.Duration
-	// Workers bounds how many requests are handled at once; default 64.
+	// Workers bounds how many requests are handled at once; default 256.
+	// Workers waiting for the pool's lease file to be written share one
+	// write, so more workers mean more acknowledgements per fsync.
 	Workers int
 	// Queue bounds how many received packets (4 KiB each) wait for a
 	// worker; packets beyond it are dropped and counted (queue_full).
@@ -86,7 +88,7 @@ func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("dhcp: NewServer: handler is nil")
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 64
+		cfg.Workers = 256
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 2048

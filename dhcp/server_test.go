@@ -220,7 +220,11 @@ func exchange(t *testing.T, c *net.UDPConn, m *dhcpv4.DHCPv4, to string) *dhcpv4
 			require.NoError(t, err)
 			r, err := dhcpv4.FromBytes(buf[:n])
 			require.NoError(t, err)
-			if r.TransactionID == m.TransactionID && r.OpCode == dhcpv4.OpcodeBootReply {
+			// A retransmitted DISCOVER may draw a second OFFER with the xid
+			// the REQUEST reuses: match the reply type too.
+			isOffer := r.MessageType() == dhcpv4.MessageTypeOffer
+			if r.TransactionID == m.TransactionID && r.OpCode == dhcpv4.OpcodeBootReply &&
+				isOffer == (m.MessageType() == dhcpv4.MessageTypeDiscover) {
 				return r
 			}
 		}
@@ -394,4 +398,53 @@ func TestOwnProbeIsNotAnswered(t *testing.T) {
 	serve(t, l.srv, policy(t, hosts, Config{Pools: []*Pool{pool}, Metrics: metrics}), ServerConfig{ProbeWait: 200 * time.Millisecond, Metrics: metrics})
 	time.Sleep(500 * time.Millisecond)
 	assert.Equal(t, 0.0, counterValue(metrics.replied.WithLabelValues("offer")), "the server offered an address to its own probe")
+}
+
+// udhcpc runs busybox udhcpc on ns's eth0 and returns the variables its
+// script saw on "bound".
+func udhcpc(t *testing.T, ns *netlab.NS) string {
+	t.Helper()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "udhcpc.sh")
+	require.NoError(t, os.WriteFile(script, []byte(`#!/bin/sh
+case "$1" in
+bound|renew)
+	ip addr add "$ip/$mask" dev "$interface"
+	env > "`+dir+`/env"
+	;;
+esac
+`), 0o755))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := ns.Command(ctx, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s", script).CombinedOutput()
+	require.NoError(t, err, "udhcpc: %s", out)
+	env, err := os.ReadFile(filepath.Join(dir, "env"))
+	require.NoError(t, err)
+	return string(env)
+}
+
+func TestServerOnTwoInterfaces(t *testing.T) {
+	netlab.RequireTools(t, "busybox", "ip")
+	srv, a, b := netlab.NewNS(t), netlab.NewNS(t), netlab.NewNS(t)
+	netlab.Veth(t, srv, "eth0", netip.MustParsePrefix("10.77.0.1/24"), a, "eth0", netip.Prefix{})
+	netlab.Veth(t, srv, "eth1", netip.MustParsePrefix("10.88.0.1/24"), b, "eth0", netip.Prefix{})
+	for ns, mac := range map[*netlab.NS]string{a: "52:54:00:aa:00:01", b: "52:54:00:bb:00:01"} {
+		ns.IP("link", "set", "eth0", "down")
+		ns.IP("link", "set", "eth0", "address", mac)
+		ns.IP("link", "set", "eth0", "up")
+	}
+	hosts, err := NewStaticHosts(map[string]Host{
+		"52:54:00:aa:00:01": {Hostname: "a1", Addr: netip.MustParseAddr("10.77.0.11"), Netmask: net.CIDRMask(24, 32)},
+		"52:54:00:bb:00:01": {Hostname: "b1", Addr: netip.MustParseAddr("10.88.0.11"), Netmask: net.CIDRMask(24, 32)},
+	})
+	require.NoError(t, err)
+	serve(t, srv, policy(t, hosts, Config{TFTP: true}), ServerConfig{Interfaces: []string{"eth0", "eth1"}})
+
+	envA, envB := udhcpc(t, a), udhcpc(t, b)
+	assert.Contains(t, envA, "ip=10.77.0.11\n")
+	assert.Contains(t, envA, "serverid=10.77.0.1\n")
+	assert.Contains(t, envA, "siaddr=10.77.0.1\n")
+	assert.Contains(t, envB, "ip=10.88.0.11\n")
+	assert.Contains(t, envB, "serverid=10.88.0.1\n", "each interface answers with its own address")
+	assert.Contains(t, envB, "siaddr=10.88.0.1\n")
 }
