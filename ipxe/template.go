@@ -43,6 +43,9 @@ var ErrNotFound = errors.New("ipxe: no such template")
 // provisioning server's, and Hwaddr is the booting node's MAC). Fields marked
 // "wwboot" are wwboot's own. [Data.Complete] derives the aliases and URLs the
 // caller left empty.
+//
+// A Data remembers the script [Set.Script] rendered from it, so it must not
+// be copied (go vet's copylocks check says so) or changed after that use.
 type Data struct {
 	// Id is the node's name in the inventory (Warewulf .Id).
 	Id string //nolint:revive // Warewulf's name, kept for template compatibility.
