@@ -325,7 +325,7 @@ func NodeData(n *nodedb.Node) *Node {
 		NetDevs:        make(map[string]*NetDev, len(r.NetDevs)),
 		PrimaryNetDev:  n.Primary,
 		Tags:           copyTags(r.Tags),
-		Resources:      r.Resources,
+		Resources:      deepCopy(r.Resources).(map[string]any),
 	}
 	if r.Kernel != nil {
 		out.Kernel.Version, out.Kernel.Args = r.Kernel.Version, r.Kernel.Args
@@ -407,6 +407,29 @@ func netDevData(nd *nodedb.NetDev, primary bool) *NetDev {
 		out.Gateway6 = net.IP(p.Addr().AsSlice())
 	}
 	return out
+}
+
+// deepCopy copies YAML-decoded data (maps, slices, scalars), so that a
+// template calling sprig's set cannot change the inventory's records.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		if v == nil {
+			return v
+		}
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = deepCopy(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = deepCopy(e)
+		}
+		return out
+	}
+	return v
 }
 
 func copyTags(m map[string]string) map[string]string {

@@ -65,8 +65,9 @@ type Options struct {
 	// BuildDir is where Build stores archives: BuildDir/NODE/KIND.cpio.gz
 	// (usually ROOT/overlays-built). Empty: Build keeps them in memory only.
 	BuildDir string
-	// CheckInterval bounds how often a site overlay's files are re-checked
-	// for changes (2s when 0; negative: on every render).
+	// CheckInterval bounds how often a site overlay's files, and the server
+	// files templates read (Include..., host keys), are re-checked for
+	// changes (2s when 0; negative: on every render).
 	CheckInterval time.Duration
 	// Level is the gzip level, 1-9 (6 when 0).
 	Level int
@@ -95,12 +96,13 @@ type Renderer struct {
 	gz         *gzipPool
 	serverHash string
 
-	mu       sync.Mutex
-	overlays map[string]*overlayCache
-	layouts  map[string]*layout
-	shared   map[string]*sharedEntry // by layout key
-	cache    map[string]*cacheEntry  // by node + "\x00" + kind
-	invs     []*invEntry             // recent inventories
+	mu         sync.Mutex
+	overlays   map[string]*overlayCache
+	layouts    map[string]*layout
+	shared     map[string]*sharedEntry // by layout key
+	cache      map[string]*cacheEntry  // by node + "\x00" + kind
+	invs       []*invEntry             // recent inventories
+	nodeHashes map[*nodedb.Node]string
 
 	sf singleflight.Group
 
@@ -146,6 +148,7 @@ func New(opts Options) (*Renderer, error) {
 		layouts:    map[string]*layout{},
 		shared:     map[string]*sharedEntry{},
 		cache:      map[string]*cacheEntry{},
+		nodeHashes: map[*nodedb.Node]string{},
 	}, nil
 }
 
@@ -364,11 +367,28 @@ func withParents(recs []*record, have map[string]bool, layers map[string]int, la
 
 // sharedEntry is the rendered shared part of a layout for one inventory.
 type sharedEntry struct {
-	inv    string
-	seg    *segment // nil if the layout has no shared templates
-	outs   []layered
-	err    error
-	stamps []fileStamp
+	inv     string
+	seg     *segment // nil if the layout has no shared templates
+	outs    []layered
+	err     error
+	stamps  []fileStamp
+	checked atomic.Int64 // unix nanos of the last stamp check
+}
+
+// freshShared is fresh for a shared entry.
+func (r *Renderer) freshShared(e *sharedEntry) bool {
+	if len(e.stamps) == 0 {
+		return true
+	}
+	now := r.now().UnixNano()
+	if now-e.checked.Load() < int64(r.opts.CheckInterval) {
+		return true
+	}
+	if !stampsValid(e.stamps) {
+		return false
+	}
+	e.checked.Store(now)
+	return true
 }
 
 // layered is a template output with the layer it came from.
@@ -417,9 +437,51 @@ func (r *Renderer) inventory(db *nodedb.DB) *invEntry {
 
 // cacheEntry is a rendered archive and what it depends on.
 type cacheEntry struct {
-	key    string
-	a      *Archive
-	stamps []fileStamp
+	key     string
+	a       *Archive
+	stamps  []fileStamp
+	checked atomic.Int64 // unix nanos of the last stamp check
+}
+
+// fresh reports whether the server files e was rendered from are unchanged,
+// checking them (a stat each) at most every CheckInterval.
+func (r *Renderer) fresh(e *cacheEntry) bool {
+	if len(e.stamps) == 0 {
+		return true
+	}
+	now := r.now().UnixNano()
+	if now-e.checked.Load() < int64(r.opts.CheckInterval) {
+		return true
+	}
+	if !stampsValid(e.stamps) {
+		return false
+	}
+	e.checked.Store(now)
+	return true
+}
+
+// nodeHash returns a hash of node's effective record, memoized per node
+// (snapshots, and their nodes, never change).
+func (r *Renderer) nodeHash(node *nodedb.Node) (string, error) {
+	r.mu.Lock()
+	h, ok := r.nodeHashes[node]
+	r.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	b, err := json.Marshal(node)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	h = string(sum[:])
+	r.mu.Lock()
+	if len(r.nodeHashes) >= 1<<16 {
+		clear(r.nodeHashes)
+	}
+	r.nodeHashes[node] = h
+	r.mu.Unlock()
+	return h, nil
 }
 
 // Render returns node's archive of kind, from the cache when nothing it
@@ -445,13 +507,13 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 	if l.sharedInv || l.nodeInv {
 		inv = r.inventory(db)
 	}
-	nb, err := json.Marshal(node)
+	nh, err := r.nodeHash(node)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", node.ID, err)
 	}
 	h := sha256.New()
 	h.Write([]byte(l.key))
-	h.Write(nb)
+	h.Write([]byte(nh))
 	h.Write([]byte(r.serverHash))
 	h.Write([]byte(kind))
 	if l.nodeInv {
@@ -469,7 +531,7 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 	r.mu.Lock()
 	ce := r.cache[ck]
 	r.mu.Unlock()
-	if ce != nil && ce.key == key && stampsValid(ce.stamps) {
+	if ce != nil && ce.key == key && r.fresh(ce) {
 		r.hits.Add(1)
 		return ce.a, nil
 	}
@@ -485,6 +547,7 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 			return nil, err
 		}
 		ce = &cacheEntry{key: key, a: a, stamps: stamps}
+		ce.checked.Store(r.now().UnixNano())
 		r.mu.Lock()
 		r.cache[ck] = ce
 		r.mu.Unlock()
@@ -505,7 +568,7 @@ func (r *Renderer) sharedPart(l *layout, inv *invEntry) (*sharedEntry, error) {
 	r.mu.Lock()
 	e := r.shared[l.key]
 	r.mu.Unlock()
-	if e != nil && e.inv == invKey && stampsValid(e.stamps) {
+	if e != nil && e.inv == invKey && r.freshShared(e) {
 		return e, e.err
 	}
 	v, _, _ := r.sf.Do("shared\x00"+l.key+"\x00"+invKey, func() (any, error) {
@@ -516,6 +579,7 @@ func (r *Renderer) sharedPart(l *layout, inv *invEntry) (*sharedEntry, error) {
 			return e, nil
 		}
 		e = r.renderShared(l, inv, invKey)
+		e.checked.Store(r.now().UnixNano())
 		r.mu.Lock()
 		r.shared[l.key] = e
 		r.mu.Unlock()

@@ -292,7 +292,7 @@ func TestIncludedFileChange(t *testing.T) {
 	require.NoError(t, os.WriteFile(keys, []byte("ssh-ed25519 AAAA one\n"), 0o600))
 	db := testDB(t, testConfig(1))
 	n, _ := db.Node("n00001")
-	r := newTestRenderer(t, func(o *Options) { o.Server.Ssh.AuthorizedKeys = keys })
+	r := newTestRenderer(t, func(o *Options) { o.Server.Ssh.AuthorizedKeys = keys; o.CheckInterval = -1 })
 	a, err := r.Render(context.Background(), db, n, Runtime)
 	require.NoError(t, err)
 	m, _ := unpack(t, a)
