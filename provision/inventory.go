@@ -99,22 +99,38 @@ type Reloader interface {
 // device with the requested MAC gets that device's address, netmask, gateway
 // and MTU, and the node's name as host name. A node without an IPv4 address
 // on that device is unknown to DHCP (dhcp.ErrUnknownHost), so a pool or
-// another server can answer it. When inv is a nodedb.Lookup (all of nodedb's
-// stores are), the result also implements dhcp.Reserver, so a dynamic pool
-// never hands out a node's address.
+// another server can answer it. When inv is a Snapshotter or a nodedb.Lookup
+// (all of nodedb's stores are both), the result also implements
+// dhcp.Reserver, so a dynamic pool never hands out a node's address.
 func DHCPHosts(inv Inventory) dhcp.Hosts {
 	h := &dhcpHosts{inv: inv}
+	if s, ok := inv.(Snapshotter); ok {
+		return &dhcpReserver{dhcpHosts: h, lookup: snapshotLookup{s}}
+	}
 	if l, ok := inv.(nodedb.Lookup); ok {
 		return &dhcpReserver{dhcpHosts: h, lookup: l}
 	}
 	return h
 }
 
+// snapshotLookup finds nodes by address in the current snapshot.
+type snapshotLookup struct{ s Snapshotter }
+
+func (l snapshotLookup) NodeByIP(ctx context.Context, ip netip.Addr) (*nodedb.Node, error) {
+	db, err := l.s.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return db.NodeByIP(ctx, ip)
+}
+
 type dhcpHosts struct{ inv Inventory }
 
 type dhcpReserver struct {
 	*dhcpHosts
-	lookup nodedb.Lookup
+	lookup interface {
+		NodeByIP(ctx context.Context, ip netip.Addr) (*nodedb.Node, error)
+	}
 }
 
 // Reserved reports whether a node in the inventory has addr.
