@@ -60,10 +60,12 @@ ip -n "$ns_c" link set cli0 up
 
 ip netns exec "$ns_s" "$work/wwboot-tftp" -dir "$work/root" -addr 10.70.0.1:69 2>"$work/wwboot.log" &
 pids+=($!)
+declare -A pid_of=([wwboot]=$!)
 ip netns exec "$ns_s" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
 	--enable-tftp --tftp-root="$work/root" --listen-address=10.70.0.3 --bind-interfaces \
 	--user=root --group=root --pid-file="$work/dnsmasq.pid" --log-facility="$work/dnsmasq.log" &
 pids+=($!)
+pid_of[dnsmasq]=$!
 sleep 1
 
 declare -A ip_of=([wwboot]=10.70.0.1 [dnsmasq]=10.70.0.3)
@@ -90,25 +92,34 @@ for s in wwboot dnsmasq; do
 	done
 done
 
+# cpu_ticks PID: user+sys clock ticks the process has used.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "# file ${SIZE_MB} MB, ${RUNS} runs per cell, veth MTU 1500; MB/s (10^6 bytes/s); $(nproc) cores shared with other work: figures are noisy"
-printf "%-7s %-6s %-8s %s\n" client blksize server "runs (MB/s) -> median"
+printf "%-7s %-6s %-8s %s\n" client blksize server "per-run figures -> median"
 for c in curl atftp; do
 	for blk in 1468 512; do
-		declare -A res=()
+		declare -A res=() cpu=()
 		for r in $(seq "$RUNS"); do
 			for s in wwboot dnsmasq; do
+				c0=$(cpu_ticks "${pid_of[$s]}")
 				secs=$(fetch "$s" "$c" "$blk" /dev/null)
+				c1=$(cpu_ticks "${pid_of[$s]}")
 				res[$s]+="$(echo "$size / $secs / 1000000" | bc -l | xargs printf '%.1f') "
+				cpu[$s]+="$(echo "($c1 - $c0) / $hz" | bc -l | xargs printf '%.2f') "
 			done
 		done
-		declare -A med=()
+		declare -A med=() cmed=()
 		for s in wwboot dnsmasq; do
 			med[$s]=$(echo "${res[$s]}" | tr ' ' '\n' | grep . | median)
-			printf "%-7s %-6s %-8s %s-> %s\n" "$c" "$blk" "$s" "${res[$s]}" "${med[$s]}"
+			cmed[$s]=$(echo "${cpu[$s]}" | tr ' ' '\n' | grep . | median)
+			printf "%-7s %-6s %-8s MB/s %s-> %s   server CPU s %s-> %s\n" "$c" "$blk" "$s" "${res[$s]}" "${med[$s]}" "${cpu[$s]}" "${cmed[$s]}"
 		done
-		printf "%-7s %-6s ratio wwboot/dnsmasq = %.2f\n" "$c" "$blk" "$(echo "${med[wwboot]} / ${med[dnsmasq]}" | bc -l)"
-		unset res med
+		printf "%-7s %-6s ratio wwboot/dnsmasq: MB/s %.2f, CPU per transfer %.2f\n" "$c" "$blk" \
+			"$(echo "${med[wwboot]} / ${med[dnsmasq]}" | bc -l)" "$(echo "${cmed[wwboot]} / ${cmed[dnsmasq]}" | bc -l)"
+		unset res med cpu cmed
 	done
 done

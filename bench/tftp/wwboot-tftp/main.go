@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/wwboot/wwboot/tftp"
@@ -21,7 +22,19 @@ func main() {
 	addr := flag.String("addr", ":69", "UDP address to listen on")
 	maxBlk := flag.Int("max-blksize", 0, "cap on the blksize option (0: interface MTU - 32)")
 	verbose := flag.Bool("v", false, "log every transfer")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file until exit")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "wwboot-tftp:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	level := slog.LevelWarn
 	if *verbose {
@@ -38,6 +51,7 @@ func main() {
 	srv := &tftp.Server{FS: root.FS(), Logger: log, MaxBlockSize: *maxBlk}
 	if err := srv.ListenAndServe(ctx, *addr); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "wwboot-tftp:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
