@@ -111,7 +111,14 @@ func TestBoot(t *testing.T) {
 			assert.Equal(t, n.Name, m[1], "hostname from the system overlay")
 			assert.Equal(t, n.IP, m[2], "address from the system overlay, as configured")
 			assert.Equal(t, "reachable", m[4], "the node reaches the server through its NIC driver")
-			assert.Equal(t, "present", m[5], "runtime overlay loaded")
+			if n.Name == "n2" {
+				// The stand-in refuses n2's runtime overlay, as a
+				// secure-mode server refuses an unprivileged port: the
+				// default script boots without it.
+				assert.Equal(t, "absent", m[5], "runtime overlay refused, boot went on")
+			} else {
+				assert.Equal(t, "present", m[5], "runtime overlay loaded")
+			}
 			if _, bad := res.find(regexp.MustCompile(`WWBOOT-ERROR`)); bad {
 				t.Errorf("errors on the console:\n%s", res.transcript())
 			}
@@ -246,12 +253,17 @@ func defineNodesStandIn(t *testing.T, nodes []testNode) map[string]*nodeAssets {
 type standInServer struct {
 	mu       sync.Mutex
 	requests map[string][]string // MAC -> paths in order
+	ports    map[string][]string // MAC -> "path from source port" in order
 }
 
-func (s *standInServer) record(mac, path string) int {
+func (s *standInServer) record(mac string, r *http.Request) int {
+	path := r.URL.Path
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests[mac] = append(s.requests[mac], path)
+	if _, port, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		s.ports[mac] = append(s.ports[mac], strings.SplitN(strings.TrimPrefix(path, "/"), "/", 2)[0]+":"+port)
+	}
 	n := 0
 	for _, p := range s.requests[mac] {
 		if p == path {
@@ -283,6 +295,9 @@ func (s *standInServer) checkStages(t *testing.T, n testNode) {
 	if n.Name == "n1" {
 		assert.Equal(t, 2, s.count(n.MAC, "/kernel/"), "the default script retried the refused kernel download once")
 	}
+	s.mu.Lock()
+	t.Logf("%s's iPXE requests (stage:source port): %s", n.Name, strings.Join(s.ports[n.MAC], " "))
+	s.mu.Unlock()
 }
 
 // serveStandIn runs DHCP, TFTP and HTTP for the lab inside its namespace:
@@ -297,7 +312,7 @@ func (s *standInServer) checkStages(t *testing.T, n testNode) {
 // and send option 60 as this stand-in does.
 func serveStandIn(t *testing.T, lab *netlab.NS, k *kernel, image string, inv map[string]*nodeAssets) *standInServer {
 	t.Helper()
-	srv := &standInServer{requests: map[string][]string{}}
+	srv := &standInServer{requests: map[string][]string{}, ports: map[string][]string{}}
 	set, err := ipxe.New(ipxe.Options{})
 	require.NoError(t, err)
 	data := map[string]*ipxe.Data{}
@@ -314,7 +329,7 @@ func serveStandIn(t *testing.T, lab *netlab.NS, k *kernel, image string, inv map
 	})
 	mux.HandleFunc("GET /ipxe/{mac}", func(w http.ResponseWriter, r *http.Request) {
 		mac := strings.ToLower(r.PathValue("mac"))
-		srv.record(mac, r.URL.Path)
+		srv.record(mac, r)
 		if d, ok := data[mac]; ok {
 			script, err := set.Script("", d)
 			if err != nil {
@@ -333,7 +348,7 @@ func serveStandIn(t *testing.T, lab *netlab.NS, k *kernel, image string, inv map
 	asset := func(pick func(a *nodeAssets) string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			mac := strings.ToLower(r.PathValue("mac"))
-			n := srv.record(mac, r.URL.Path)
+			n := srv.record(mac, r)
 			a, ok := inv[mac]
 			if !ok {
 				http.NotFound(w, r)
@@ -342,6 +357,11 @@ func serveStandIn(t *testing.T, lab *netlab.NS, k *kernel, image string, inv map
 			// Refuse n1's first kernel download: the script must retry.
 			if a.Node.Name == "n1" && strings.HasPrefix(r.URL.Path, "/kernel/") && n == 1 {
 				http.Error(w, "deliberate failure (e2e retry check)", http.StatusServiceUnavailable)
+				return
+			}
+			// Refuse n2's runtime overlay: the script must boot without it.
+			if a.Node.Name == "n2" && strings.HasPrefix(r.URL.Path, "/overlay/runtime/") {
+				http.Error(w, "runtime overlay refused (e2e secure-mode check)", http.StatusForbidden)
 				return
 			}
 			http.ServeFile(w, r, pick(a))
