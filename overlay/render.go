@@ -725,7 +725,13 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 		for d := range l.static.dirs {
 			have[d] = true
 		}
-		segs := []*segment{l.static}
+		// Empty members are left out: the kernel insists that a gzip member
+		// ends between two cpio records, and at the start of the initramfs
+		// an empty member ends before the first one.
+		var segs []*segment
+		if len(l.static.recs) > 0 {
+			segs = append(segs, l.static)
+		}
 		if shared != nil && len(shared.seg.recs) > 0 {
 			segs = append(segs, shared.seg)
 			for d := range shared.seg.dirs {

@@ -1,6 +1,8 @@
 package overlay
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -420,5 +423,65 @@ func TestAnalyze(t *testing.T) {
 		require.NoError(t, err, tc.src)
 		d := analyze(tt)
 		assert.Equal(t, []bool{tc.node, tc.allNodes, tc.ext}, []bool{d.node, d.allNodes, d.external}, tc.src)
+	}
+}
+
+// TestEmptyOverlayList: a node without overlays gets an archive holding
+// only the trailer, in one (non-empty) gzip member.
+func TestEmptyOverlayList(t *testing.T) {
+	db := testDB(t, testConfig(1))
+	n, _ := db.Node("n00001")
+	r := newTestRenderer(t, func(o *Options) { o.DefaultRuntime = []string{} })
+	a, err := r.Render(context.Background(), db, n, Runtime)
+	require.NoError(t, err)
+	m, _ := unpack(t, a)
+	assert.Empty(t, m)
+	assert.Len(t, a.parts, 1)
+}
+
+// TestMembersEndOnRecordBoundaries checks what the kernel's initramfs
+// unpacker needs from concatenated gzip members: each member, decompressed
+// on its own, holds whole 4-byte-aligned newc records (its cpio parser must
+// be between records when a member ends), none is empty, and the archive's
+// length is a multiple of 4.
+func TestMembersEndOnRecordBoundaries(t *testing.T) {
+	db := testDB(t, goldenConfig())
+	r := newTestRenderer(t, func(o *Options) { o.Server = goldenServer(t) })
+	for _, name := range []string{"n00001", "n00002"} {
+		n, _ := db.Node(name)
+		for _, k := range []Kind{System, Runtime} {
+			a, err := r.Render(context.Background(), db, n, k)
+			require.NoError(t, err)
+			require.Zero(t, a.Size()%4)
+			br := bufio.NewReader(a.NewReader())
+			members := 0
+			for {
+				if _, err := br.Peek(1); err == io.EOF {
+					break
+				}
+				zr, err := gzip.NewReader(br)
+				require.NoError(t, err)
+				zr.Multistream(false)
+				raw, err := io.ReadAll(zr)
+				require.NoError(t, err)
+				require.NotEmpty(t, raw, "empty gzip member")
+				members++
+				off := 0
+				for off < len(raw) {
+					require.GreaterOrEqual(t, len(raw)-off, 110, "partial header at member end")
+					require.Equal(t, "070701", string(raw[off:off+6]))
+					field := func(i int) int {
+						v, err := strconv.ParseUint(string(raw[off+6+8*i:off+14+8*i]), 16, 32)
+						require.NoError(t, err)
+						return int(v)
+					}
+					size, namesize := field(6), field(11)
+					off += (110 + namesize + 3) &^ 3
+					off += (size + 3) &^ 3
+				}
+				require.Equal(t, len(raw), off, "member ends inside a record")
+			}
+			assert.GreaterOrEqual(t, members, 2, "static, shared and node members")
+		}
 	}
 }
