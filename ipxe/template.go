@@ -258,6 +258,11 @@ func (d *Data) check() error {
 				return fmt.Errorf("ipxe: node %q network device %q: %w", d.Id, name, err)
 			}
 		}
+		for k, v := range nd.Tags {
+			if err := checkValue(v); err != nil {
+				return fmt.Errorf("ipxe: node %q network device %q tag %q: %w", d.Id, name, k, err)
+			}
+		}
 	}
 	return nil
 }

@@ -208,6 +208,7 @@ func TestRenderRefusesInjection(t *testing.T) {
 		func(d *ipxe.Data) { d.Hostname = "n1\rshell" },
 		func(d *ipxe.Data) { d.Tags["x"] = "a\x00b" },
 		func(d *ipxe.Data) { d.NetDevs["default"].Hwaddr = "aa\nshell" },
+		func(d *ipxe.Data) { d.NetDevs["ib"].Tags = map[string]string{"x": "\nshell"} },
 	} {
 		d := node()
 		mod(d)
