@@ -19,6 +19,25 @@
 // image, text/template overlays), each in one function marked STAND-IN; they
 // are to be replaced by wwboot serve, wwboot image and wwboot node.
 //
+// To swap in wwboot (keep fetchKernel, buildRootTree, boot and the checks):
+//
+//  1. buildRootTree: also copy k.Vmlinuz to ROOT/boot/ (and the modules to
+//     ROOT/lib/modules/VERSION/) if `wwboot image` takes the kernel from the tree.
+//  2. buildImageStandIn -> `wwboot init` + `wwboot image` on that tree.
+//  3. defineNodesStandIn -> `wwboot node add NAME --image IMG --netdev default
+//     --hwaddr MAC --ipaddr IP --netmask 255.255.255.0` per node, kernel args
+//     kernelArgs, and a site system overlay holding systemOverlayTemplate as
+//     etc/wwboot-node.conf.ww.
+//  4. serveStandIn and startDnsmasqStandIn -> `wwboot serve --interface br0
+//     --listen 10.77.0.1 --dhcp full --tftp --http-port 9873` via
+//     lab.Command, waiting for /healthz, SIGTERM in t.Cleanup. Serve must
+//     answer router solicitations (ipxe.RouterAdvertiser) and send DHCP option
+//     60 PXEClient to iPXE, as the stand-ins do, or each boot takes 16-25 s
+//     longer. The deliberate failures (n1's first kernel, n2's runtime
+//     overlay) and standInServer.checkStages go; `wwboot status` replaces the
+//     stage checks. In secure mode every iPXE runtime-overlay fetch is
+//     refused (iPXE uses unprivileged ports), so expect runtime=absent.
+//
 // The Debian kernel is downloaded by the test itself (apt-get download into
 // the user cache directory, $XDG_CACHE_HOME/wwboot-test, reused afterwards).
 // The test needs root; it skips without it, and fails instead when env CI is
