@@ -52,6 +52,26 @@
 // are re-checked by size and modification time on every hit. Concurrent
 // requests for the same archive render it once (singleflight).
 //
+// # Differences from Warewulf
+//
+// The file and softlink directives are carried by markers made of NUL
+// bytes and a per-render random nonce, not by a text comment that a tag
+// value could imitate. file names are relative to the template's directory
+// (a leading "/" included, as in Warewulf's code) and may not leave the
+// overlay root. nobackup is accepted and does nothing (an archive replaces
+// files, it keeps no backups); abort writes no file; IncludeBlock of a
+// missing file is an error. IgnitionJson is not provided. Extensions:
+// ShellQuote, SSHHostKey and SSHHostPubKey (this node's host keys, generated
+// once per node under Options.KeyDir/nodes/NODE/), .Resolv and
+// .Ssh.AuthorizedKeys.
+//
+// # Where things are kept
+//
+// Host keys: Options.KeyDir/nodes/NODE/ssh_host_TYPE_key{,.pub}
+// (Options.KeyDir/shared/ with SharedHostKeys). Built archives (Build):
+// Options.BuildDir/NODE/{system,runtime}.cpio.gz, see BuiltPath. The CLI
+// uses ROOT/keys and ROOT/overlays-built.
+//
 // # The node console line
 //
 // The wwinit overlay renders /etc/wwboot/node.conf (shell variables: the
