@@ -88,8 +88,12 @@ func NewCompressor(w io.Writer, c Compression, level, concurrency int) (io.Write
 		if level < 1 || level > 22 {
 			return nil, fmt.Errorf("zstd level %d: use 1-22", level)
 		}
+		// A 2 MiB window (what zstd -3 uses) bounds memory: concurrent
+		// blocks buffer jobs of 4 windows per worker, and a node's kernel
+		// allocates the window when it unpacks the image.
 		zw, err := zstd.NewWriter(w,
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithWindowSize(zstdWindow),
 			zstd.WithEncoderConcurrency(concurrency),
 			zstd.WithConcurrentBlocks(true),
 		)
@@ -102,6 +106,9 @@ func NewCompressor(w io.Writer, c Compression, level, concurrency int) (io.Write
 	}
 	return nil, fmt.Errorf("compression %q: use gzip, zstd or none", c)
 }
+
+// zstdWindow is the zstd window size (see NewCompressor).
+const zstdWindow = 2 << 20
 
 type nopCloser struct{ io.Writer }
 
