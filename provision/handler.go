@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,7 +99,13 @@ type Handler struct {
 	baseHost, basePort string // from Options.BaseURL
 
 	cache atomic.Pointer[scriptCache]
+
+	bases  sync.Map // netip.AddrPort (local address) -> *baseURL
+	nbases atomic.Int64
 }
+
+// baseURL is the server's address as a node reached it.
+type baseURL struct{ host, port, base string }
 
 // scriptCache holds the completed ipxe.Data of the nodes of one inventory
 // snapshot (db nil: of an Inventory without snapshots).
@@ -295,6 +302,9 @@ type writerOnly struct{ io.Writer }
 
 // instrument wraps a route: metrics, status and the debug log line.
 func (h *Handler) instrument(stage string, fn func(w *recorder, r *http.Request)) http.Handler {
+	// The common case's counters, resolved once rather than per request.
+	ok := h.metrics.requests.WithLabelValues(stage, "200")
+	sent := h.metrics.sent.WithLabelValues(stage)
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		h.metrics.active.Inc()
 		w := &recorder{ResponseWriter: rw, stage: stage}
@@ -305,9 +315,17 @@ func (h *Handler) instrument(stage string, fn func(w *recorder, r *http.Request)
 			if code == 0 {
 				code = http.StatusOK
 			}
-			h.metrics.requests.WithLabelValues(w.stage, codeLabel(code)).Inc()
+			if code == http.StatusOK && w.stage == stage {
+				ok.Inc()
+			} else {
+				h.metrics.requests.WithLabelValues(w.stage, codeLabel(code)).Inc()
+			}
 			if w.n > 0 {
-				h.metrics.sent.WithLabelValues(w.stage).Add(float64(w.n))
+				if w.stage == stage {
+					sent.Add(float64(w.n))
+				} else {
+					h.metrics.sent.WithLabelValues(w.stage).Add(float64(w.n))
+				}
 			}
 			if w.hwaddr != "" {
 				h.status.record(w.node, w.hwaddr, w.stage, code, w.n, r.RemoteAddr, h.now())
@@ -427,9 +445,18 @@ func (h *Handler) base(r *http.Request) (host, port, base string) {
 	if h.opts.BaseURL != "" {
 		return h.baseHost, h.basePort, h.opts.BaseURL
 	}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		ap := la.AddrPort()
+		if v, ok := h.bases.Load(ap); ok {
+			b := v.(*baseURL)
+			return b.host, b.port, b.base
+		}
 		if host, port, ok := hostPort(la); ok {
-			return host, port, "http://" + joinHostPort(host, port)
+			b := &baseURL{host, port, "http://" + joinHostPort(host, port)}
+			if h.nbases.Add(1) < 1024 { // a server has few addresses
+				h.bases.Store(ap, b)
+			}
+			return b.host, b.port, b.base
 		}
 	}
 	// No local address (a test calling ServeHTTP directly): the Host header.
@@ -481,7 +508,7 @@ func writeScript(w http.ResponseWriter, script []byte) {
 	hd := w.Header()
 	hd["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	hd["Cache-Control"] = []string{"no-store"}
-	hd["Content-Length"] = []string{fmt.Sprint(len(script))}
+	hd["Content-Length"] = []string{strconv.Itoa(len(script))}
 	_, _ = w.Write(script)
 }
 
