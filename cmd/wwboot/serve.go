@@ -27,6 +27,7 @@ import (
 type serveFlags struct {
 	listen, iface, dhcp string
 	tftp, noTFTP, ra    bool
+	secure              bool
 	httpPort            int
 }
 
@@ -63,6 +64,9 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 			if fl.Changed("no-tftp") {
 				cfg.TFTP = !f.noTFTP
 			}
+			if fl.Changed("secure") {
+				cfg.Secure = f.secure
+			}
 			if fl.Changed("http-port") {
 				cfg.HTTPPort = f.httpPort
 			}
@@ -79,6 +83,7 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 	fl.BoolVar(&f.tftp, "tftp", true, "serve the iPXE binaries over TFTP")
 	fl.BoolVar(&f.noTFTP, "no-tftp", false, "do not run TFTP")
 	fl.IntVar(&f.httpPort, "http-port", 9873, "HTTP port of the provisioning service")
+	fl.BoolVar(&f.secure, "secure", true, "send the runtime overlay only to privileged source ports (--secure=false: any port, still only from the node's address)")
 	fl.BoolVar(&f.ra, "ipv6-ra", true, "answer IPv6 router solicitations on --interface so iPXE does not wait 15 s for a router")
 	return cmd
 }
