@@ -12,12 +12,14 @@ import (
 
 // defaultProfile is what `wwboot init` gives every new node: the built-in
 // overlays, an init and a root in RAM, and kernel arguments, as Warewulf's
-// default profile does.
+// default profile does. Like Warewulf's, it carries one overlay per network
+// stack (ifupdown, NetworkManager, systemd-networkd): each writes only files
+// its own tool reads, so the image decides which one takes effect.
 func defaultProfile() *nodedb.Record {
 	return &nodedb.Record{
 		Comment:        "Every node gets this profile unless it names others",
 		Ipxe:           "default",
-		SystemOverlay:  []string{"wwinit", "hostname", "network", "fstab", "resolv", "ssh.host_keys"},
+		SystemOverlay:  []string{"wwinit", "hostname", "ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
 		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
 		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "crashkernel=no"}},
 		Init:           "/sbin/init",

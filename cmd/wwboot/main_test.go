@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wwboot/wwboot/overlay"
 )
 
 // run executes the command tree in-process against root.
@@ -164,5 +166,15 @@ func TestHundredConcurrentNodeSets(t *testing.T) {
 	out := mustRun(t, root, "node", "show", "n1", "-o", "json")
 	for i := range procs {
 		assert.Contains(t, out, fmt.Sprintf(`"t%03d": "v"`, i))
+	}
+}
+
+// TestDefaultProfileOverlaysExist: every overlay the default profile names is
+// one package overlay has built in, so a new site's nodes get their system
+// and runtime overlays without any site overlay.
+func TestDefaultProfileOverlaysExist(t *testing.T) {
+	p := defaultProfile()
+	for _, name := range append(append([]string{}, p.SystemOverlay...), p.RuntimeOverlay...) {
+		assert.Contains(t, overlay.BuiltinNames(), name, "default profile overlay %q", name)
 	}
 }
