@@ -542,10 +542,13 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 		if ce != nil && ce.key == key && stampsValid(ce.stamps) {
 			return ce, nil
 		}
+		start := time.Now()
 		a, stamps, err := r.renderNode(l, shared, inv, node, kind)
 		if err != nil {
+			r.log.Warn("overlay: render failed", "node", node.ID, "kind", kind, "err", err)
 			return nil, err
 		}
+		r.log.Debug("overlay: rendered", "node", node.ID, "kind", kind, "overlays", names, "bytes", a.Size(), "took", time.Since(start))
 		ce = &cacheEntry{key: key, a: a, stamps: stamps}
 		ce.checked.Store(r.now().UnixNano())
 		r.mu.Lock()
