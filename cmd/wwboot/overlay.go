@@ -35,8 +35,8 @@ win over the built-in ones of the same name. Host keys are kept in ROOT/keys; bu
 are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr)")
-	pf.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask)")
+	pf.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr; default: from wwboot.conf's listen/interface)")
+	pf.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask; default: from wwboot.conf's interface)")
 	pf.StringVar(&f.serverIP6, "server-ipaddr6", "", "the server's IPv6 address (.Ipaddr6)")
 	pf.StringSliceVar(&f.keyTypes, "ssh-key-types", []string{"ed25519", "ecdsa"}, "SSH host key types to generate per node (ed25519, ecdsa, rsa)")
 	pf.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (not recommended)")
@@ -50,27 +50,43 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 	return cmd
 }
 
-// renderer builds the overlay renderer from the state directory and flags.
+// renderer builds the overlay renderer from the state directory, wwboot.conf
+// (the server's address and settings, as `wwboot serve` sees them, so both
+// render the same archives) and the flags, which win.
 func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 	host, _ := os.Hostname()
+	srv := overlay.ServerInfo{Ipaddr6: f.serverIP6, BuildHost: host, Ssh: overlay.SSHConf{KeyTypes: f.keyTypes}}
+	cfg, err := loadServeConfig(a.path("wwboot.conf"))
+	if err != nil {
+		return nil, err
+	}
+	srv.Warewulf = overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure}
+	srv.Dhcp = overlay.DHCPConf{Enabled: cfg.DHCP != "off"}
+	srv.Tftp = overlay.TFTPConf{Enabled: cfg.TFTP}
+	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
+		srv.Ipaddr, srv.Netmask = addr.String(), netmask
+	}
+	if f.serverIP != "" {
+		srv.Ipaddr = f.serverIP
+	}
+	if f.netmask != "" {
+		srv.Netmask = f.netmask
+	}
 	return overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
 		BuildDir:       a.path("overlays-built"),
 		SharedHostKeys: f.sharedKeys,
-		Server: overlay.ServerInfo{
-			Ipaddr: f.serverIP, Netmask: f.netmask, Ipaddr6: f.serverIP6, BuildHost: host,
-			Ssh: overlay.SSHConf{KeyTypes: f.keyTypes},
-		},
-		Log: a.log,
+		Server:         srv,
+		Log:            a.log,
 	})
 }
 
 // inventory opens ROOT/nodes.conf and takes a snapshot.
 func inventory(ctx context.Context, a *app) (*nodedb.DB, error) {
-	st, err := nodedb.Open(ctx, a.path("nodes.conf"), nodedb.WithLogger(a.log))
+	st, err := a.openInventory(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (run wwboot init first)", err)
 	}
 	return st.Snapshot(ctx)
 }
