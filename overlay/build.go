@@ -118,13 +118,19 @@ func (r *Renderer) store(res []BuildResult) error {
 		}
 		for _, a := range []*Archive{rr.System, rr.Runtime} {
 			final := BuiltPath(r.opts.BuildDir, rr.Node, a.Kind)
-			tmp := filepath.Join(dir, ".tmp-"+filepath.Base(final))
-			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			// A unique temporary name: two builds at once must not share one.
+			f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(final)+"-*")
+			if err != nil {
+				errs[i] = fmt.Errorf("node %s: %w", rr.Node, err)
+				return
+			}
+			tmp := f.Name()
+			_, err = a.WriteTo(f)
 			if err == nil {
-				_, err = a.WriteTo(f)
-				if cerr := f.Close(); err == nil {
-					err = cerr
-				}
+				err = f.Chmod(0o644)
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
 			}
 			if err != nil {
 				os.Remove(tmp)

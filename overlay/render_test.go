@@ -366,6 +366,27 @@ func TestBuildStores(t *testing.T) {
 	}
 	_, err = os.Stat(filepath.Join(dir, "n00001"))
 	assert.True(t, errors.Is(err, os.ErrNotExist))
+
+	// Two builds at once into the same directory: every file whole.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := newTestRenderer(t, func(o *Options) { o.BuildDir = dir })
+			_, err := r.Build(context.Background(), db)
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	for _, name := range db.Names() {
+		for _, k := range []Kind{System, Runtime} {
+			out, err := exec.Command("gzip", "-t", BuiltPath(dir, name, k)).CombinedOutput()
+			assert.NoError(t, err, "%s", out)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*", ".tmp-*"))
+	assert.Empty(t, left)
 	_, err = r.Build(context.Background(), db, "nope")
 	assert.ErrorIs(t, err, nodedb.ErrNotFound)
 }
