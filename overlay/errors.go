@@ -9,10 +9,6 @@ import (
 // not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrAbort is not returned to callers: a template that calls abort simply
-// produces no file. It is exported for documentation.
-var ErrAbort = errors.New("template aborted")
-
 // TemplateError is a failure to parse or execute a template, naming where.
 type TemplateError struct {
 	Overlay string // overlay name
