@@ -81,6 +81,7 @@ func ExampleServer_full() {
 func ExampleServer_proxy() {
 	hosts, _ := dhcp.NewStaticHosts(nil)
 	policy, _ := dhcp.NewPolicy(hosts, dhcp.Config{Mode: dhcp.Proxy, TFTP: true})
-	srv, _ := dhcp.NewServer(policy, dhcp.ServerConfig{Interfaces: []string{"eth0"}, Proxy: true})
+	// A proxy-mode policy makes the server listen on 4011 as well as 67.
+	srv, _ := dhcp.NewServer(policy, dhcp.ServerConfig{Interfaces: []string{"eth0"}})
 	_ = srv.ListenAndServe // run it as in the full-mode example
 }

@@ -52,6 +52,9 @@ func NewPolicy(hosts Hosts, cfg Config) (*Policy, error) {
 	return &Policy{cfg: c, hosts: hosts, warned: make(map[netip.Addr]time.Time)}, nil
 }
 
+// Mode is the policy's mode, Full or Proxy.
+func (p *Policy) Mode() Mode { return p.cfg.Mode }
+
 // client is what a request says about the machine that sent it.
 type client struct {
 	arch     iana.Arch

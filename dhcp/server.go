@@ -27,6 +27,7 @@ type ServerConfig struct {
 	// the device, so the server always knows where a packet arrived.
 	Interfaces []string
 	// Proxy also listens on the PXE boot server port 4011 (proxy mode).
+	// NewServer sets it when the handler is a proxy-mode *Policy.
 	Proxy bool
 	// ProbeWait is how long Serve waits for answers to the DHCPDISCOVER it
 	// broadcasts on each interface at start to find other DHCP servers on
@@ -86,6 +87,9 @@ var ErrServerClosed = errors.New("dhcp: server closed")
 func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("dhcp: NewServer: handler is nil")
+	}
+	if p, ok := h.(*Policy); ok && p.Mode() == Proxy {
+		cfg.Proxy = true
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 256

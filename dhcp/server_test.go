@@ -259,7 +259,7 @@ func TestRelayedRequestIsAnsweredToTheRelay(t *testing.T) {
 func TestProxyModeOn67And4011(t *testing.T) {
 	// The client already has an address from the site's DHCP server.
 	l := newLab(t, netip.MustParsePrefix("10.77.0.2/24"))
-	serve(t, l.srv, policy(t, labHosts(t), Config{Mode: Proxy, TFTP: true}), ServerConfig{Proxy: true})
+	serve(t, l.srv, policy(t, labHosts(t), Config{Mode: Proxy, TFTP: true}), ServerConfig{}) // Proxy inferred from the policy
 
 	c := udpIn(t, l.cli, "0.0.0.0:68")
 	mac, _ := net.ParseMAC(labClientMAC)
