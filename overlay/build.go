@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,8 +95,8 @@ func (r *Renderer) Build(ctx context.Context, db *nodedb.DB, names ...string) ([
 	return res, errors.Join(errs...)
 }
 
-// store writes the built archives: every file to a temporary name, one
-// file system sync, the renames, one more sync. Each file appears whole or
+// store writes the built archives that changed: every file to a temporary
+// name, one file system sync, the renames, one more sync. Each file appears whole or
 // not at all, and a thousand nodes cost two syncs, not two thousand fsyncs.
 func (r *Renderer) store(res []BuildResult) error {
 	type pending struct{ tmp, final string }
@@ -118,6 +119,9 @@ func (r *Renderer) store(res []BuildResult) error {
 		}
 		for _, a := range []*Archive{rr.System, rr.Runtime} {
 			final := BuiltPath(r.opts.BuildDir, rr.Node, a.Kind)
+			if sameContent(final, a) {
+				continue // unchanged: no write, nothing to sync
+			}
 			// A unique temporary name: two builds at once must not share one.
 			f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(final)+"-*")
 			if err != nil {
@@ -157,4 +161,14 @@ func (r *Renderer) store(res []BuildResult) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sameContent reports whether the file at p holds exactly a's bytes.
+func sameContent(p string, a *Archive) bool {
+	fi, err := os.Stat(p)
+	if err != nil || fi.Size() != a.Size() || !fi.Mode().IsRegular() {
+		return false
+	}
+	old, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(old, a.Bytes())
 }
