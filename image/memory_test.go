@@ -203,12 +203,13 @@ func TestBuildMemoryIsFlat(t *testing.T) {
 			t.Logf("%s peak RSS: %d MB tree -> %d MB; %d MB tree -> %d MB; %d MB in big files -> %d MB",
 				comp, su>>20, sh>>10, lu>>20, lh>>10, bu>>20, bh>>10)
 			require.Greater(t, lu, 3*su)
-			// Flat: the 4x tree may not cost more than 48 MB over the
-			// small one (Go's GC paces by heap growth, and per-record
-			// garbage is collected late under load, so some MB of jitter
-			// are normal), nor more than 200 MB in all.
-			require.Less(t, lh-sh, int64(48<<10), "peak RSS grew with the tree")
-			require.Less(t, bh-sh, int64(48<<10), "peak RSS grew with file size")
+			// Flat: holding the input would cost 150+ MB more for the 4x
+			// tree; allow 64 MB of jitter (Go's GC paces by heap growth,
+			// per-record garbage is collected late under load, and how
+			// full the compressors' job queues get varies), and 200 MB in
+			// all.
+			require.Less(t, lh-sh, int64(64<<10), "peak RSS grew with the tree")
+			require.Less(t, bh-sh, int64(64<<10), "peak RSS grew with file size")
 			require.Less(t, max(lh, bh), int64(200<<10))
 		})
 	}

@@ -372,7 +372,12 @@ func (s *Store) Import(ctx context.Context, src, name string, opts BuildOptions)
 	if m, err := s.Lookup(ctx, name); err == nil {
 		prev = &m
 	}
-	return s.build(ctx, name, root, source, prev, opts)
+	res, err := s.build(ctx, name, root, source, prev, opts)
+	if err == nil && prev != nil && prev.Root != root && prev.Root == filepath.Join(s.dir, rootsDir, name) {
+		// A directory replaced an earlier archive import: drop its tree.
+		_ = removeTree(prev.Root)
+	}
+	return res, err
 }
 
 // Build rebuilds the image name from its tree. When the tree's metadata

@@ -38,9 +38,9 @@ type ExtractOptions struct {
 	Log *slog.Logger
 }
 
-// ErrTooLarge is returned (wrapped) when an extraction exceeds
+// ErrArchiveTooLarge is returned (wrapped) when an extraction exceeds
 // ExtractOptions.MaxBytes.
-var ErrTooLarge = errors.New("archive content exceeds the configured size limit")
+var ErrArchiveTooLarge = errors.New("archive content exceeds the configured size limit")
 
 // ExtractStats count what an extraction wrote.
 type ExtractStats struct {
@@ -490,7 +490,7 @@ func (x *extractor) copySparse(f *os.File, r io.Reader) error {
 			size += int64(n)
 			x.stats.Bytes += int64(n)
 			if x.max > 0 && x.stats.Bytes > x.max {
-				return fmt.Errorf("%w (%d bytes)", ErrTooLarge, x.max)
+				return fmt.Errorf("%w (%d bytes)", ErrArchiveTooLarge, x.max)
 			}
 			if allZero(x.buf[:n]) {
 				if _, err := f.Seek(int64(n), io.SeekCurrent); err != nil {

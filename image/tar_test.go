@@ -341,3 +341,18 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, len(ents), len(fuzzSeeds(t)))
 }
+
+func TestExtractSizeCapAndSparseOutput(t *testing.T) {
+	zeros := string(make([]byte, 3<<20))
+	data := makeTar(t, tarEntry{name: "holes.img", typ: tar.TypeReg, data: "head" + zeros + "tail"})
+	_, err := ExtractTar(context.Background(), bytes.NewReader(data), t.TempDir(), ExtractOptions{MaxBytes: 1 << 20})
+	assert.ErrorIs(t, err, ErrArchiveTooLarge)
+
+	dir := t.TempDir()
+	st, err := ExtractTar(context.Background(), bytes.NewReader(data), dir, ExtractOptions{})
+	require.NoError(t, err)
+	assert.EqualValues(t, 8+3<<20, st.Bytes)
+	b, err := os.ReadFile(filepath.Join(dir, "holes.img"))
+	require.NoError(t, err)
+	assert.Equal(t, "head"+zeros+"tail", string(b))
+}
