@@ -17,14 +17,17 @@ CLIENTS=${CLIENTS:-100}
 SIZE_MB=${SIZE_MB:-64}
 export NODES
 tmp=$(mktemp -d)
-trap 'kill $srv $ngx 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT INT TERM
+trap 'kill $srv $flr $ngx 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT INT TERM
 
 cd "$here/../.."
 go build -o "$tmp/wwboot-provision" ./bench/provision/wwboot-provision
+go build -o "$tmp/nethttp-floor" ./bench/provision/nethttp-floor
 head -c $((SIZE_MB << 20)) /dev/urandom > "$tmp/image.cpio.gz"
 
 "$tmp/wwboot-provision" -addr 127.0.0.1:19873 -nodes "$NODES" -image "$tmp/image.cpio.gz" &
 srv=$!
+"$tmp/nethttp-floor" -addr 127.0.0.1:19872 &
+flr=$!
 mkdir -p "$tmp/www" && ln "$tmp/image.cpio.gz" "$tmp/www/image"
 cat > "$tmp/nginx.conf" <<NGX
 user root;
@@ -63,6 +66,8 @@ echo "-- warm: every script rendered once, as during a boot storm's retries"
 c0=$(cpu $srv)
 wrk -t2 -c64 -d"$dur" -s "$here/macs.lua" http://127.0.0.1:19873 | tee "$tmp/scripts.txt"
 c1=$(cpu $srv)
+echo "-- floor: bare net/http, fixed 1,200-byte body, same wrk settings"
+wrk -t2 -c64 -d"$dur" http://127.0.0.1:19872/ | tee "$tmp/floor.txt" | grep Requests/sec
 
 echo "== 2. image download, $SIZE_MB MiB file, $CLIENTS clients, wrk -t2 -c$CLIENTS -d$dur"
 echo "-- wwboot /image/MAC"
@@ -78,6 +83,7 @@ w=$(tobytes "$tmp/wwboot.txt"); g=$(tobytes "$tmp/nginx.txt")
 rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/scripts.txt")
 reqs=$(awk '/requests in/ {print $1}' "$tmp/scripts.txt")
 echo "== summary (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-echo "iPXE scripts/s ($NODES nodes): $rps over HTTP with wrk on the same cores"
+floor=$(awk '/Requests\/sec/ {print $2}' "$tmp/floor.txt")
+echo "iPXE scripts/s ($NODES nodes): $rps over HTTP with wrk on the same cores; bare net/http floor $floor/s"
 awk -v r="$reqs" -v a="$c0" -v b="$c1" 'BEGIN { printf "server CPU: %.2f s for %d requests = %.1f us/request, %.0f requests per CPU-second\n", b-a, r, (b-a)*1e6/r, r/(b-a) }'
 awk -v w="$w" -v g="$g" 'BEGIN { printf "image throughput: wwboot %.0f MiB/s, nginx %.0f MiB/s, ratio %.2f\n", w/1048576, g/1048576, w/g }'
