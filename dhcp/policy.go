@@ -128,6 +128,14 @@ func (p *Policy) boot(c client, server netip.Addr, mac net.HardwareAddr) (bootIn
 		if !ok {
 			return bootInfo{}, false
 		}
+		if p.cfg.Mode == Full {
+			// A plain offer with a boot file, as ISC dhcpd and dnsmasq
+			// send to PXE firmware. Option 60 PXEClient without option
+			// 43 makes UEFI PXE (edk2/OVMF) take the offer for a BINL
+			// one and ask again on port 4011, which only proxy mode
+			// answers: "PXE-E16: No valid offer received".
+			vc = ""
+		}
 		return bootInfo{file: f, siaddr: true, vendorClass: vc}, true
 	}
 }

@@ -106,18 +106,18 @@ func TestPolicy(t *testing.T) {
 		want   want
 	}{
 		{name: "full BIOS PXE discover", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.INTEL_X86PC)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", vendor: "PXEClient", hostOpts: true}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", hostOpts: true}},
 		{name: "full x86-64 EFI arch 7", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.EFI_X86_64)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "snponly.efi", vendor: "PXEClient"}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "snponly.efi"}},
 		{name: "full x86-64 EFI arch 9", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.EFI_BC)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "snponly.efi", vendor: "PXEClient"}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "snponly.efi"}},
 		{name: "full arm64 EFI arch 11", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.EFI_ARM64)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "arm64/snponly.efi", vendor: "PXEClient"}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "arm64/snponly.efi"}},
 		{name: "full unsupported arch gets an address but no bootfile", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.EFI_RISCV64)...),
 			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", file: ""}},
 		{name: "full PXE without options 93 and 97 boots as BIOS",
 			req:  msg(t, dhcpv4.MessageTypeDiscover, knownMAC, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient"))),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", vendor: "PXEClient"}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe"}},
 		{name: "full plain client without vendor class still gets the BIOS bootfile", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC),
 			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", hostOpts: true}},
 		{name: "full iPXE user class gets the script URL", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, with(pxe(iana.EFI_X86_64), userClass)...),
@@ -139,7 +139,7 @@ func TestPolicy(t *testing.T) {
 				assert.Equal(t, []byte{1, 3, 'p', 'o', 'r'}, r.Options.Get(dhcpv4.OptionRelayAgentInformation))
 			}}},
 		{name: "full PXE machine id option 97 echoed", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.INTEL_X86PC)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", vendor: "PXEClient", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
 				assert.Len(t, r.Options.Get(dhcpv4.OptionClientMachineIdentifier), 17)
 			}}},
 		{name: "full TFTP off: PXE ROM gets an address, no bootfile", noTFTP: true, req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, pxe(iana.INTEL_X86PC)...),
@@ -164,13 +164,13 @@ func TestPolicy(t *testing.T) {
 		{name: "full unknown MAC ignored and counted", req: msg(t, dhcpv4.MessageTypeDiscover, strayMAC, pxe(iana.INTEL_X86PC)...),
 			want: want{none: true, dropped: DropUnknownHost}},
 		{name: "full unknown MAC handed to discovery", disc: true, req: msg(t, dhcpv4.MessageTypeDiscover, discMAC, pxe(iana.INTEL_X86PC)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.50", siaddr: "10.0.0.1", file: "undionly.kpxe", vendor: "PXEClient", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.50", siaddr: "10.0.0.1", file: "undionly.kpxe", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
 				assert.Equal(t, "n50", r.HostName())
 			}}},
 		{name: "full unknown MAC discovery finds no node", disc: true, req: msg(t, dhcpv4.MessageTypeDiscover, strayMAC),
 			want: want{none: true, dropped: DropUnknownHost}},
 		{name: "full unknown MAC gets a pool address", pools: true, req: msg(t, dhcpv4.MessageTypeDiscover, strayMAC, pxe(iana.INTEL_X86PC)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.101", siaddr: "10.0.0.1", file: "undionly.kpxe", vendor: "PXEClient", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.101", siaddr: "10.0.0.1", file: "undionly.kpxe", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
 				assert.Equal(t, uint32(600), leaseSecs(r)) // 10.0.0.100 is n2's: skipped
 			}}},
 		{name: "full unknown MAC request for an address it was never offered", pools: true,
