@@ -21,7 +21,8 @@ import (
 // advertisements) in a network namespace, and a client in another boots
 // the way a PXE ROM would: busybox udhcpc gets the inventory address and
 // the TFTP boot file, atftp fetches it, udhcpc as iPXE gets the script URL,
-// curl fetches the script and, from a privileged port, the runtime overlay.
+// curl fetches the script and, from a privileged port, the runtime overlay;
+// then a machine the inventory does not know takes a discoverable node.
 func TestServerInNamespace(t *testing.T) {
 	netlab.Require(t)
 	netlab.RequireTools(t, "busybox", "atftp", "curl")
@@ -37,6 +38,8 @@ func TestServerInNamespace(t *testing.T) {
 
 	l := newLab(t)
 	require.NoError(t, l.store.Update(context.Background(), func(c *nodedb.Config) error {
+		c.Nodes["n10"] = &nodedb.Record{Profiles: []string{"default"}, ImageName: "img", Discoverable: "true",
+			NetDevs: map[string]*nodedb.NetDev{"default": {Ipaddr: "10.99.0.20", Netmask: "255.255.255.0"}}}
 		c.Nodes["n9"] = &nodedb.Record{Profiles: []string{"default"}, ImageName: "img", NetDevs: map[string]*nodedb.NetDev{
 			"default": {Hwaddr: nodeMAC, Ipaddr: nodeIP, Netmask: "255.255.255.0"}}}
 		return nil
@@ -47,6 +50,7 @@ func TestServerInNamespace(t *testing.T) {
 		HTTPAddr:             ":9873",
 		Interfaces:           []string{"wwb0"},
 		DHCP:                 provision.DHCPFull,
+		Discoverer:           &provision.Discovery{Store: l.store},
 		TFTP:                 true,
 		RouterAdvertisements: true,
 		DrainTimeout:         5 * time.Second,
@@ -107,6 +111,19 @@ esac
 		"http://10.99.0.1:9873/overlay/runtime/"+nodeMAC).CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "200", string(out), "the node, from its address and a privileged port, gets its runtime overlay")
+
+	// An unknown machine takes the discoverable node n10, which is saved.
+	cli.IP("link", "set", "eth0", "down")
+	cli.IP("link", "set", "eth0", "address", "52:54:00:99:00:02")
+	cli.IP("addr", "flush", "dev", "eth0")
+	cli.IP("link", "set", "eth0", "up")
+	env = udhcpc()
+	assert.Contains(t, env, "ip=10.99.0.20", "the discoverable node's address")
+	other, err := nodedb.Open(context.Background(), l.store.Path())
+	require.NoError(t, err)
+	n10, err := other.NodeByName(context.Background(), "n10")
+	require.NoError(t, err)
+	assert.Equal(t, "52:54:00:99:00:02", n10.NetDevs["default"].Hwaddr, "the assignment is saved in nodes.conf")
 
 	st := srv.Handler().Status()
 	require.NotEmpty(t, st.Nodes)

@@ -73,6 +73,9 @@ type ServerConfig struct {
 	// DHCPHandler, when set, replaces the policy built from the Inventory
 	// (dhcp.NewPolicy over DHCPHosts(Inventory)).
 	DHCPHandler dhcp.Handler
+	// Discoverer, when set, gives unknown MACs that ask DHCP to nodes marked
+	// discoverable (Discovery over a nodedb.Store does).
+	Discoverer dhcp.Discoverer
 	// DHCPPools are dynamic ranges for machines the inventory does not
 	// know (full mode), so they reach the unknown-node script.
 	DHCPPools []*dhcp.Pool
@@ -229,7 +232,7 @@ func (s *Server) Listen() (err error) {
 			}
 			h, err = dhcp.NewPolicy(DHCPHosts(s.cfg.Inventory), dhcp.Config{
 				Mode: mode, ServerAddr: s.cfg.Addr, HTTPPort: uint16(p), TFTP: s.cfg.TFTP,
-				Pools: s.cfg.DHCPPools, Logger: s.log, Metrics: s.dhcpM,
+				Pools: s.cfg.DHCPPools, Discoverer: s.cfg.Discoverer, Logger: s.log, Metrics: s.dhcpM,
 			})
 			if err != nil {
 				return fmt.Errorf("provision: DHCP policy: %w", err)

@@ -167,6 +167,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
 		Interfaces:           ifaces,
 		DHCP:                 mode,
+		Discoverer:           &provision.Discovery{Store: inv},
 		TFTP:                 cfg.TFTP,
 		RouterAdvertisements: ra && cfg.Interface != "",
 	})
