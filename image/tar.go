@@ -15,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -303,6 +304,9 @@ type extractor struct {
 	stats  ExtractStats
 	buf    []byte
 	max    int64
+	// mtime is the current entry's mtime, given to parent directories
+	// the archive does not list, so that extraction stays reproducible.
+	mtime time.Time
 }
 
 func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
@@ -381,6 +385,7 @@ func (x *extractor) entry(tr *tar.Reader, h *tar.Header, created map[string]stru
 		}
 		return nil
 	}
+	x.mtime = h.ModTime
 	base := path.Base(rel)
 	if created != nil && strings.HasPrefix(base, ".wh.") {
 		return x.whiteout(rel, base, created)
@@ -642,6 +647,11 @@ func (x *extractor) parent(rel string, create bool) (int, error) {
 	unix.Close(pfd)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, fmt.Errorf("mkdir /%s: %w", dir, err)
+	}
+	if err == nil {
+		if _, ok := x.dirs[dir]; !ok {
+			x.dirs[dir] = &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755, ModTime: x.mtime}
+		}
 	}
 	fd, err = x.open(dir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
