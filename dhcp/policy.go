@@ -30,6 +30,14 @@ const (
 // file from this packet, skip boot server discovery.
 var pxeDiscoveryControl = []byte{6, 1, 8, 255}
 
+// iPXE's encapsulated option 175, sub-option 176 (no-pxedhcp) = 1: take
+// this offer without waiting for ProxyDHCP offers and send no
+// ProxyDHCPREQUEST to port 4011 afterwards. Without it, iPXE that sees
+// option 60 PXEClient in the offer (and no next-server) asks the server
+// again on port 4011, which only proxy mode answers, and waits about 4 s
+// for that before it fetches its script.
+var ipxeNoPXEDHCP = []byte{176, 1, 1}
+
 // Policy is the boot policy as a [Handler]: request in, reply out, no
 // sockets. Create it with [NewPolicy]; it is safe for concurrent use.
 type Policy struct {
@@ -101,6 +109,7 @@ type bootInfo struct {
 	file        string // file field / option 67
 	siaddr      bool   // set next-server (TFTP)
 	vendorClass string // option 60 to echo: PXEClient or HTTPClient
+	noPXEDHCP   bool   // option 175.176: tell iPXE to skip ProxyDHCP
 }
 
 func (p *Policy) boot(c client, server netip.Addr, mac net.HardwareAddr) (bootInfo, bool) {
@@ -114,7 +123,7 @@ func (p *Policy) boot(c client, server netip.Addr, mac net.HardwareAddr) (bootIn
 	}
 	switch {
 	case c.ipxe:
-		return bootInfo{file: p.expand(p.cfg.IPXEScriptURL, server, mac, ""), vendorClass: vc}, true
+		return bootInfo{file: p.expand(p.cfg.IPXEScriptURL, server, mac, ""), vendorClass: vc, noPXEDHCP: p.cfg.Mode == Full}, true
 	case c.httpBoot:
 		f, ok := p.cfg.Bootfiles[arch]
 		if !ok {
@@ -494,6 +503,9 @@ func (p *Policy) setBoot(m, r *dhcpv4.DHCPv4, b bootInfo, sid netip.Addr) {
 	}
 	if b.vendorClass != "" {
 		r.UpdateOption(dhcpv4.OptClassIdentifier(b.vendorClass))
+	}
+	if b.noPXEDHCP {
+		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), ipxeNoPXEDHCP))
 	}
 }
 

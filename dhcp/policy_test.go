@@ -121,7 +121,9 @@ func TestPolicy(t *testing.T) {
 		{name: "full plain client without vendor class still gets the BIOS bootfile", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC),
 			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", siaddr: "10.0.0.1", file: "undionly.kpxe", hostOpts: true}},
 		{name: "full iPXE user class gets the script URL", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, with(pxe(iana.EFI_X86_64), userClass)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", file: ipxeURL, vendor: "PXEClient"}},
+			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", file: ipxeURL, vendor: "PXEClient", check: func(t *testing.T, r *dhcpv4.DHCPv4) {
+				assert.Equal(t, []byte{176, 1, 1}, r.Options.Get(dhcpv4.GenericOptionCode(175)), "iPXE no-pxedhcp: no ProxyDHCPREQUEST to 4011")
+			}}},
 		{name: "full iPXE option 175 gets the script URL", req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, with(pxe(iana.INTEL_X86PC), ipxe175)...),
 			want: want{typ: dhcpv4.MessageTypeOffer, yiaddr: "10.0.0.11", file: ipxeURL, vendor: "PXEClient"}},
 		{name: "full iPXE request option 67 is filled too",
@@ -204,7 +206,9 @@ func TestPolicy(t *testing.T) {
 			req:  msg(t, dhcpv4.MessageTypeRequest, knownMAC, with(pxe(iana.INTEL_X86PC), dhcpv4.WithClientIP(net.ParseIP("192.168.7.20")))...),
 			want: want{typ: dhcpv4.MessageTypeAck, siaddr: "10.0.0.1", ciaddr: "192.168.7.20", file: "undionly.kpxe", vendor: "PXEClient", opt43: true}},
 		{name: "proxy iPXE discover gets the script URL", mode: Proxy, req: msg(t, dhcpv4.MessageTypeDiscover, knownMAC, with(pxe(iana.INTEL_X86PC), userClass)...),
-			want: want{typ: dhcpv4.MessageTypeOffer, file: ipxeURL, vendor: "PXEClient", opt43: true}},
+			want: want{typ: dhcpv4.MessageTypeOffer, file: ipxeURL, vendor: "PXEClient", opt43: true, check: func(t *testing.T, r *dhcpv4.DHCPv4) {
+				assert.False(t, r.Options.Has(dhcpv4.GenericOptionCode(175)), "proxy mode: the site's server's offer decides")
+			}}},
 		{name: "proxy UEFI HTTP Boot", mode: Proxy,
 			req:  msg(t, dhcpv4.MessageTypeDiscover, knownMAC, dhcpv4.WithOption(dhcpv4.OptClassIdentifier("HTTPClient")), opt(93, []byte{0, 16})),
 			want: want{typ: dhcpv4.MessageTypeOffer, file: "http://10.0.0.1:9873/boot/snponly.efi", vendor: "HTTPClient"}},
