@@ -42,19 +42,33 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 		byIP:  make(map[netip.Addr]*Node, len(cfg.Nodes)),
 	}
 	var errs []error
+	locErr := func(kind, name string, field []string, err error) error {
+		return &Error{File: file, Line: locate(doc, kind, name, field...), Kind: kind, Name: name, Field: strings.Join(field, "."), Err: err}
+	}
 	fail := func(kind, name string, field []string, err error) {
 		if len(errs) < maxErrors {
-			errs = append(errs, &Error{File: file, Line: locate(doc, kind, name, field...), Kind: kind, Name: name, Field: strings.Join(field, "."), Err: err})
+			errs = append(errs, locErr(kind, name, field, err))
 		}
 	}
-	for _, kind := range []string{"profile", "node"} {
-		recs := cfg.NodeProfiles
-		if kind == "node" {
-			recs = cfg.Nodes
+	for _, name := range sortedKeys(cfg.NodeProfiles) {
+		checkName("profile", name, fail)
+		checkRecord("profile", name, cfg.NodeProfiles[name], fail)
+	}
+	names := sortedKeys(cfg.Nodes)
+	found := make([][]error, len(names)) // per node, so that nodes are checked on every core
+	forEach(len(names), func(i int) {
+		name := names[i]
+		f := func(kind, name string, field []string, err error) {
+			found[i] = append(found[i], locErr(kind, name, field, err))
 		}
-		for _, name := range sortedKeys(recs) {
-			checkName(kind, name, fail)
-			checkRecord(kind, name, recs[name], fail)
+		checkName("node", name, f)
+		checkRecord("node", name, cfg.Nodes[name], f)
+	})
+	for _, e := range found {
+		for _, err := range e {
+			if len(errs) < maxErrors {
+				errs = append(errs, err)
+			}
 		}
 	}
 	ex := &expander{profiles: cfg.NodeProfiles, done: map[string][]string{}}
@@ -66,7 +80,6 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	names := sortedKeys(cfg.Nodes)
 	chains := map[string]*Record{} // merged profile chains, shared by nodes with the same profiles
 	for _, name := range names {
 		rec := cfg.Nodes[name]
@@ -91,32 +104,23 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 	}
 	// Merge every node on every core; nodes share what they do not change.
 	nodes := make([]*Node, len(names))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(names)/512))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(names); i += workers {
-				rec := cfg.Nodes[names[i]]
-				base := chains[strings.Join(rec.Profiles, "\x00")]
-				n := &Node{ID: names[i], Record: *base}
-				mergeRecord(&n.Record, rec)
-				n.Profiles = base.Profiles
-				n.Primary = primaryOf(&n.Record)
-				for dev, nd := range n.NetDevs {
-					if hw, err := ParseHW(nd.Hwaddr); err == nil && hw.String() != nd.Hwaddr {
-						c := *nd // the device may be a profile's, shared: copy before changing
-						c.Hwaddr = hw.String()
-						n.NetDevs = maps.Clone(n.NetDevs)
-						n.NetDevs[dev] = &c
-					}
-				}
-				nodes[i] = n
+	forEach(len(names), func(i int) {
+		rec := cfg.Nodes[names[i]]
+		base := chains[strings.Join(rec.Profiles, "\x00")]
+		n := &Node{ID: names[i], Record: *base}
+		mergeRecord(&n.Record, rec)
+		n.Profiles = base.Profiles
+		n.Primary = primaryOf(&n.Record)
+		for dev, nd := range n.NetDevs {
+			if hw, err := ParseHW(nd.Hwaddr); err == nil && hw.String() != nd.Hwaddr {
+				c := *nd // the device may be a profile's, shared: copy before changing
+				c.Hwaddr = hw.String()
+				n.NetDevs = maps.Clone(n.NetDevs)
+				n.NetDevs[dev] = &c
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		nodes[i] = n
+	})
 	for i, n := range nodes {
 		if n.PrimaryNetDev != "" && n.Primary == "" {
 			fail("node", n.ID, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
@@ -336,6 +340,22 @@ func (db *DB) Profile(name string) (*Record, error) {
 
 // ProfileNames returns the profile names in sorted order.
 func (db *DB) ProfileNames() []string { return sortedKeys(db.cfg.NodeProfiles) }
+
+// forEach calls fn(0) ... fn(n-1) on every core; calls must be independent.
+func forEach(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, n/512))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

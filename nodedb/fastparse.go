@@ -3,9 +3,7 @@ package nodedb
 import (
 	"errors"
 	"reflect"
-	"runtime"
 	"strings"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -84,33 +82,24 @@ func fastParse(data []byte) (cfg *Config, ok bool) {
 	recs := make([]*Record, len(spans))
 	names := make([]string, len(spans))
 	bad := make([]bool, len(spans))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(spans)/256))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d := &fastDecoder{lines: lines}
-			for s := w; s < len(spans); s += workers {
-				sp := spans[s]
-				name, rest, isKey := cutKey(lines[sp.from].text)
-				names[s] = name
-				r := &Record{}
-				switch {
-				case !isKey || strings.ContainsAny(name, "\"'&*!|>{}[]%@`"):
-					bad[s] = true
-				case rest == "" || isNull(rest) || rest == "{}":
-					if sp.to > sp.from+1 && (rest != "" || d.block(reflect.ValueOf(r).Elem(), sp.from+1, sp.to) != nil) {
-						bad[s] = true
-					}
-				default:
-					bad[s] = true
-				}
-				recs[s] = r
+	d := newFastDecoder(lines)
+	forEach(len(spans), func(s int) {
+		sp := spans[s]
+		name, rest, isKey := cutKey(lines[sp.from].text)
+		names[s] = name
+		r := &Record{}
+		switch {
+		case !isKey || strings.ContainsAny(name, "\"'&*!|>{}[]%@`"):
+			bad[s] = true
+		case rest == "" || isNull(rest) || rest == "{}":
+			if sp.to > sp.from+1 && (rest != "" || d.block(reflect.ValueOf(r).Elem(), sp.from+1, sp.to) != nil) {
+				bad[s] = true
 			}
-		}()
-	}
-	wg.Wait()
+		default:
+			bad[s] = true
+		}
+		recs[s] = r
+	})
 	for s, sp := range spans {
 		if bad[s] { // this record only goes through yaml.v3
 			end := len(text)
@@ -301,27 +290,35 @@ func scalar(s string) (v string, null, ok bool) {
 }
 
 // fastDecoder decodes blocks of lines into Go values by their yaml tags.
+// It is read-only once made, so one serves every core.
 type fastDecoder struct {
 	lines  []fline
 	fields map[reflect.Type]map[string]int
 }
 
-func (d *fastDecoder) fieldIndex(t reflect.Type) map[string]int {
-	if d.fields == nil {
-		d.fields = map[reflect.Type]map[string]int{}
-	}
-	if m, ok := d.fields[t]; ok {
-		return m
-	}
-	m := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if tag != "" && tag != "-" {
-			m[tag] = i
+// newFastDecoder indexes the yaml keys of Record and every struct under it.
+func newFastDecoder(lines []fline) *fastDecoder {
+	d := &fastDecoder{lines: lines, fields: map[reflect.Type]map[string]int{}}
+	var index func(t reflect.Type)
+	index = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Map || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || d.fields[t] != nil {
+			return
+		}
+		m := map[string]int{}
+		d.fields[t] = m
+		for i := 0; i < t.NumField(); i++ {
+			tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if tag != "" && tag != "-" {
+				m[tag] = i
+				index(t.Field(i).Type)
+			}
 		}
 	}
-	d.fields[t] = m
-	return m
+	index(reflect.TypeOf(Record{}))
+	return d
 }
 
 // block decodes lines [from, to), all indented more than their parent, into v.
@@ -360,11 +357,12 @@ func (d *fastDecoder) seq(v reflect.Value, from, to, indent int) error {
 func (d *fastDecoder) mapping(v reflect.Value, from, to, indent int) error {
 	var fields map[string]int
 	if v.Kind() == reflect.Struct {
-		fields = d.fieldIndex(v.Type())
+		fields = d.fields[v.Type()]
 	} else if v.IsNil() {
 		v.Set(reflect.MakeMap(v.Type()))
 	}
-	var seen []string
+	var seenBuf [32]string
+	seen := seenBuf[:0]
 	for i := from; i < to; {
 		l := d.lines[i]
 		if l.indent != indent {

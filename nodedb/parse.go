@@ -4,11 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -102,24 +100,15 @@ func decodeSection(file, kind string, m *yaml.Node, into map[string]*Record) []e
 	n := len(m.Content) / 2
 	recs := make([]*Record, n)
 	errs := make([]error, n)
-	workers := min(runtime.GOMAXPROCS(0), max(1, n/256))
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += workers {
-				k, v := m.Content[2*i], m.Content[2*i+1]
-				r := &Record{}
-				if err := v.Decode(r); err != nil {
-					errs[i] = &Error{File: file, Line: v.Line, Kind: kind, Name: k.Value,
-						Err: fmt.Errorf("%w (fix the value's type: lists as '- item' lines, maps as 'key: value')", err)}
-				}
-				recs[i] = r
-			}
-		}()
-	}
-	wg.Wait()
+	forEach(n, func(i int) {
+		k, v := m.Content[2*i], m.Content[2*i+1]
+		r := &Record{}
+		if err := v.Decode(r); err != nil {
+			errs[i] = &Error{File: file, Line: v.Line, Kind: kind, Name: k.Value,
+				Err: fmt.Errorf("%w (fix the value's type: lists as '- item' lines, maps as 'key: value')", err)}
+		}
+		recs[i] = r
+	})
 	var out []error
 	for i := range n {
 		name := m.Content[2*i]
