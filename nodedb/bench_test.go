@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 )
 
 // genConfig writes a nodes.conf of n nodes in Warewulf's usual shape: a
