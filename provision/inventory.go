@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -174,6 +175,19 @@ func (h *dhcpHosts) HostByHW(ctx context.Context, mac net.HardwareAddr) (dhcp.Ho
 	if nd.MTU != "" {
 		if mtu, err := strconv.ParseUint(nd.MTU, 10, 16); err == nil {
 			host.MTU = uint16(mtu)
+		}
+	}
+	// Name servers and domain come from tags, as Warewulf's network
+	// templates read them: DNS, DNS1, DNS2... on the device or the node,
+	// and "domain".
+	for _, tags := range []map[string]string{nd.Tags, n.Tags} {
+		for _, k := range []string{"DNS", "DNS1", "DNS2", "DNS3"} {
+			if a, err := netip.ParseAddr(strings.TrimSpace(tags[k])); err == nil && a.Is4() && !slices.Contains(host.DNS, a) {
+				host.DNS = append(host.DNS, a)
+			}
+		}
+		if host.Domain == "" {
+			host.Domain = strings.TrimSpace(tags["domain"])
 		}
 	}
 	return host, nil
