@@ -1,6 +1,7 @@
 // Package e2e holds wwboot's end-to-end boot test: real QEMU virtual
-// machines (TCG, no KVM needed) boot over a bridge inside a network namespace
-// the test creates, through both firmware paths:
+// machines (TCG, no KVM needed) boot from the real wwboot binary over a
+// bridge inside a network namespace the test creates, through both firmware
+// paths:
 //
 //   - BIOS: SeaBIOS runs QEMU's iPXE NIC option ROM (e1000), which asks DHCP
 //     and fetches its script over HTTP;
@@ -8,35 +9,30 @@
 //     loads snponly.efi over TFTP, and that iPXE asks DHCP again and fetches
 //     its script over HTTP.
 //
-// Each node boots a Debian kernel with an image built from busybox-static and
-// the kernel's NIC modules, plus a system and a runtime overlay; its /init
-// prints the node's hostname and address (from the file its system overlay
-// rendered) on the serial console and powers off. The test fails unless those
-// lines name the inventory's values.
+// The test builds cmd/wwboot and runs, logging each command line:
 //
-// The server side is still a set of stand-ins (dnsmasq for DHCP and TFTP, an
-// in-test HTTP server using package ipxe's real default script, a cpio|gzip
-// image, text/template overlays), each in one function marked STAND-IN; they
-// are to be replaced by wwboot serve, wwboot image and wwboot node.
+//	wwboot --root R init
+//	wwboot --root R image import TREE e2e      # busybox-static, a Debian kernel in /boot, its NIC modules
+//	wwboot --root R node add n1 --image e2e --netdev default --hwaddr MAC --ipaddr IP \
+//	    --netmask 255.255.255.0 --kernelargs console=ttyS0,panic=-1 --system-overlays e2e
+//	wwboot --root R serve --interface br0 --listen 10.77.0.1 --dhcp full --tftp --http-port 9873
+//	wwboot --root R status --server http://10.77.0.1:9873
 //
-// To swap in wwboot (keep fetchKernel, buildRootTree, boot and the checks):
-//
-//  1. buildRootTree: also copy k.Vmlinuz to ROOT/boot/ (and the modules to
-//     ROOT/lib/modules/VERSION/) if `wwboot image` takes the kernel from the tree.
-//  2. buildImageStandIn -> `wwboot init` + `wwboot image` on that tree.
-//  3. defineNodesStandIn -> `wwboot node add NAME --image IMG --netdev default
-//     --hwaddr MAC --ipaddr IP --netmask 255.255.255.0` per node, kernel args
-//     kernelArgs, and a site system overlay holding systemOverlayTemplate as
-//     etc/wwboot-node.conf.ww.
-//  4. serveStandIn and startDnsmasqStandIn -> `wwboot serve --interface br0
-//     --listen 10.77.0.1 --dhcp full --tftp --http-port 9873` via
-//     lab.Command, waiting for /healthz, SIGTERM in t.Cleanup. Serve must
-//     answer router solicitations (ipxe.RouterAdvertiser) and send DHCP option
-//     60 PXEClient to iPXE, as the stand-ins do, or each boot takes 16-25 s
-//     longer. The deliberate failures (n1's first kernel, n2's runtime
-//     overlay) and standInServer.checkStages go; `wwboot status` replaces the
-//     stage checks. In secure mode every iPXE runtime-overlay fetch is
-//     refused (iPXE uses unprivileged ports), so expect runtime=absent.
+// R/overlays/e2e is a site system overlay with one Warewulf-style template,
+// etc/wwboot-node.conf.ww. Each node boots the image plus its system overlay
+// (the default profile's built-in overlays and e2e); the built-in wwinit's
+// /init prints "wwboot: node NAME address IP" from the node.conf it rendered
+// and hands over to the image's /sbin/init, which loads the NIC module,
+// reads the file the e2e overlay rendered, configures that address, pings
+// the server, prints one WWBOOT-NODE line and powers off. The test fails
+// unless both lines name the inventory's values, and unless `wwboot status`
+// then shows both nodes with their last stage. wwboot.conf keeps its default
+// secure mode, so iPXE's request for the runtime overlay (from an
+// unprivileged port) is refused and the default script boots without it:
+// the last stage is "runtime", code 403. A third VM with a MAC outside the
+// inventory gets no DHCP answer (serve has no dynamic pool); the test checks
+// the server counted it and stops that VM once it has. The server is stopped
+// with SIGTERM and must drain and exit 0.
 //
 // The Debian kernel is downloaded by the test itself (apt-get download into
 // the user cache directory, $XDG_CACHE_HOME/wwboot-test, reused afterwards).
@@ -45,5 +41,10 @@
 //
 //	go test ./provision/e2e -v -run TestBoot
 //
-// and see bench/boot/ for timing runs (IPv6 router-advertisement wait on/off).
+// Flags after -args: -only bios|uefi (one firmware path, no unknown VM),
+// -console (stream each VM's console and the server's log as they come),
+// -ra=false (serve --ipv6-ra=false), -wwboot BINARY (skip the build).
+// Each boot logs a BOOT-TIMING line (seconds since power-on; "init" is the
+// system overlay's /init). See bench/boot/ for timing runs, and demo.sh at
+// the repository root for the watchable version.
 package e2e

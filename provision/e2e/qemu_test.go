@@ -28,6 +28,7 @@ const (
 
 // vm describes one QEMU boot.
 type vm struct {
+	Name     string // for the streamed console (-console)
 	Firmware firmware
 	MAC      string
 	Tap      string // tap device in the lab namespace, on the bridge
@@ -163,9 +164,13 @@ func boot(t *testing.T, lab *netlab.NS, v vm) *bootResult {
 			if text == "" {
 				continue
 			}
+			at := time.Since(start)
 			mu.Lock()
-			res.Lines = append(res.Lines, consoleLine{At: time.Since(start), Text: text})
+			res.Lines = append(res.Lines, consoleLine{At: at, Text: text})
 			mu.Unlock()
+			if *flagConsole {
+				t.Logf("%s console %7.2fs | %s", v.Name, at.Seconds(), text)
+			}
 			if v.Until != nil && v.Until(text) {
 				mu.Lock()
 				stopped = true

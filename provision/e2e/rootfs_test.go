@@ -10,19 +10,20 @@ import (
 	"testing"
 )
 
-// initScript is the test image's /init (and /sbin/init, for when a system
-// overlay's own /init hands over to the image's init). It loads the NIC
-// modules, reads the file the system overlay rendered for this node,
-// configures the node's address on the interface with the node's MAC, checks
-// the server answers, prints one WWBOOT-NODE line and powers off.
+// initScript is the test image's /sbin/init, which the system overlay's
+// /init (built-in overlay wwinit) hands over to. It loads the NIC modules,
+// reads the file the site system overlay rendered for this node, configures
+// the node's address on the interface with the node's MAC, checks the server
+// answers, prints one WWBOOT-NODE line and powers off.
 const initScript = `#!/bin/sh
 export PATH=/bin:/sbin
-mountpoint -q /proc || mount -t proc proc /proc
+# wwinit's /init mounted these already; on its own this init mounts them.
+[ -r /proc/uptime ] || mount -t proc proc /proc
 echo "WWBOOT-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+[ -d /sys/class ] || mount -t sysfs sysfs /sys
+[ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 for m in $(cat /etc/wwboot-test/modules); do
-	insmod /lib/modules/wwboot-test/$m.ko 2>/dev/null || grep -q "^$m " /proc/modules || echo "WWBOOT-ERROR insmod $m failed"
+	insmod /lib/modules/$(uname -r)/$m.ko 2>/dev/null || grep -q "^$m " /proc/modules || echo "WWBOOT-ERROR insmod $m failed"
 done
 conf=/etc/wwboot-node.conf
 if [ ! -r $conf ]; then
@@ -30,7 +31,6 @@ if [ ! -r $conf ]; then
 	poweroff -f
 fi
 . $conf
-hostname "$WWBOOT_HOSTNAME"
 dev=
 for i in 1 2 3 4 5 6 7 8 9 10; do
 	for d in /sys/class/net/*; do
@@ -49,15 +49,19 @@ server=unreachable
 for i in 1 2 3 4 5 6 7 8 9 10; do
 	ping -c 1 -W 1 "$WWBOOT_SERVER" >/dev/null 2>&1 && server=reachable && break
 done
+# The runtime overlay (built-in overlay hosts) writes /etc/hosts.
 runtime=absent
-[ -r /etc/wwboot-runtime.conf ] && runtime=present
+[ -r /etc/hosts ] && runtime=present
+[ "$(hostname)" = "$WWBOOT_HOSTNAME" ] || echo "WWBOOT-ERROR hostname $(hostname), want $WWBOOT_HOSTNAME (wwinit sets it)"
 echo "WWBOOT-NODE hostname=$(hostname) ip=$addr dev=$dev server=$server runtime=$runtime uptime=$(cut -d' ' -f1 /proc/uptime)"
 poweroff -f
 `
 
-// buildRootTree assembles the test image's root tree: busybox-static as
-// /bin/busybox with a link per applet, the kernel's NIC modules and /init.
-// This tree is what `wwboot image` will be given.
+// buildRootTree assembles the test image's root tree, as `wwboot image
+// import` takes it: busybox-static as /bin/busybox with a link per applet,
+// the Debian kernel as /boot/vmlinuz-VERSION (wwboot finds it there), the
+// kernel's NIC modules under /lib/modules/VERSION/ and /sbin/init. No /init:
+// the system overlay brings it.
 func buildRootTree(t *testing.T, k *kernel) string {
 	t.Helper()
 	requireTools(t, "busybox")
@@ -74,7 +78,8 @@ func buildRootTree(t *testing.T, k *kernel) string {
 		f.Close()
 	}
 	root := filepath.Join(t.TempDir(), "root")
-	for _, d := range []string{"bin", "sbin", "dev", "proc", "sys", "tmp", "run", "etc/wwboot-test", "lib/modules/wwboot-test"} {
+	mods := filepath.Join("lib/modules", k.Version)
+	for _, d := range []string{"bin", "sbin", "boot", "dev", "proc", "sys", "tmp", "run", "etc/wwboot-test", mods} {
 		must(t, os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
 	copyFile(t, bb, filepath.Join(root, "bin", "busybox"), 0o755)
@@ -88,33 +93,16 @@ func buildRootTree(t *testing.T, k *kernel) string {
 		}
 		must(t, os.Symlink("busybox", filepath.Join(root, "bin", applet)))
 	}
+	copyFile(t, k.Vmlinuz, filepath.Join(root, "boot", filepath.Base(k.Vmlinuz)), 0o644)
 	var names []string
 	for _, ko := range k.Modules {
 		name := strings.ReplaceAll(strings.TrimSuffix(filepath.Base(ko), ".ko"), "-", "_")
-		copyFile(t, ko, filepath.Join(root, "lib/modules/wwboot-test", name+".ko"), 0o644)
+		copyFile(t, ko, filepath.Join(root, mods, name+".ko"), 0o644)
 		names = append(names, name)
 	}
 	must(t, os.WriteFile(filepath.Join(root, "etc/wwboot-test/modules"), []byte(strings.Join(names, "\n")+"\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(root, "init"), []byte(initScript), 0o755))
 	must(t, os.WriteFile(filepath.Join(root, "sbin/init"), []byte(initScript), 0o755))
-	// The kernel opens /dev/console before /init runs; without it init has
-	// no output. (Needs root, like the rest of the test.)
-	if out, err := exec.Command("mknod", "-m", "600", filepath.Join(root, "dev/console"), "c", "5", "1").CombinedOutput(); err != nil {
-		t.Fatalf("mknod dev/console: %v: %s", err, out)
-	}
 	return root
-}
-
-// newcGzip packs dir as a gzip-compressed newc cpio archive at out, owned by
-// root, with GNU cpio and gzip.
-func newcGzip(t *testing.T, dir, out string) {
-	t.Helper()
-	requireTools(t, "cpio", "gzip")
-	cmd := exec.Command("sh", "-c", `find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -1 > "$1"`, "sh", out)
-	cmd.Dir = dir
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pack %s into %s: %v: %s", dir, out, err, b)
-	}
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
