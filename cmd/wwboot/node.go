@@ -127,18 +127,9 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short: "Change settings of " + k.name + "s",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.update(cmd.Context(), func(c *nodedb.Config) error {
-				names, err := matchNames(k, configNames(k, c), args)
-				if err != nil {
-					return err
-				}
-				for _, name := range names {
-					if err := setFlags.apply(cmd.Flags(), k.records(c)[name]); err != nil {
-						return err
-					}
-				}
-				return nil
-			}, "changed", k.name, args)
+			return a.updateEach(cmd.Context(), k, args, "changed", func(recs map[string]*nodedb.Record, name string) error {
+				return setFlags.apply(cmd.Flags(), recs[name])
+			})
 		},
 	}
 	setFlags.bind(set.Flags(), isNode)
@@ -149,18 +140,12 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short: "Clear settings of " + k.name + "s so that profiles (or defaults) apply again",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.update(cmd.Context(), func(c *nodedb.Config) error {
-				names, err := matchNames(k, configNames(k, c), args)
-				if err != nil {
-					return err
-				}
-				for _, name := range names {
-					if err := unset.apply(k.records(c)[name]); err != nil {
-						return fmt.Errorf("%s %q: %w", k.name, name, err)
-					}
+			return a.updateEach(cmd.Context(), k, args, "changed", func(recs map[string]*nodedb.Record, name string) error {
+				if err := unset.apply(recs[name]); err != nil {
+					return fmt.Errorf("%s %q: %w", k.name, name, err)
 				}
 				return nil
-			}, "changed", k.name, args)
+			})
 		},
 	}
 	unset.bind(unsetCmd.Flags())
@@ -171,16 +156,10 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short:   "Delete " + k.name + "s",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.update(cmd.Context(), func(c *nodedb.Config) error {
-				names, err := matchNames(k, configNames(k, c), args)
-				if err != nil {
-					return err
-				}
-				for _, name := range names {
-					delete(k.records(c), name)
-				}
+			return a.updateEach(cmd.Context(), k, args, "deleted", func(recs map[string]*nodedb.Record, name string) error {
+				delete(recs, name)
 				return nil
-			}, "deleted", k.name, args)
+			})
 		},
 	}
 	return []*cobra.Command{list, show, add, set, unsetCmd, del}
@@ -206,6 +185,23 @@ func (a *app) update(ctx context.Context, fn func(*nodedb.Config) error, verb, k
 	}
 	a.log.Debug(kind+"s "+verb, "names", names, "file", s.Path())
 	return nil
+}
+
+// updateEach applies fn, under the inventory's lock, to every record whose
+// name matches one of the patterns.
+func (a *app) updateEach(ctx context.Context, k kind, patterns []string, verb string, fn func(recs map[string]*nodedb.Record, name string) error) error {
+	return a.update(ctx, func(c *nodedb.Config) error {
+		names, err := matchNames(k, configNames(k, c), patterns)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := fn(k.records(c), name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, verb, k.name, patterns)
 }
 
 // dbNames returns the node or profile names of a snapshot.
