@@ -21,9 +21,8 @@ var errSlow = errors.New("nodedb: needs the full YAML parser")
 
 // fastParse decodes data if it is in the plain block style. ok is false
 // when the caller must use the full parser (for the whole file).
-func fastParse(data []byte) (cfg *Config, ok bool) {
-	text := string(data)
-	if !printable(text) || strings.Count(text, "\r") != strings.Count(text, "\r\n") {
+func fastParse(text string) (cfg *Config, ok bool) {
+	if len(text) >= 1<<31 || !printable(text) || strings.Count(text, "\r") != strings.Count(text, "\r\n") {
 		return nil, false
 	}
 	lines := splitLines(text)
@@ -37,7 +36,7 @@ func fastParse(data []byte) (cfg *Config, ok bool) {
 	seen := map[string]bool{}
 	for i := 0; i < len(lines); {
 		l := lines[i]
-		if l.indent != 0 {
+		if int(l.indent) != 0 {
 			return nil, false
 		}
 		key, rest, isKey := cutKey(l.text)
@@ -65,16 +64,16 @@ func fastParse(data []byte) (cfg *Config, ok bool) {
 			return nil, false
 		}
 		i++
-		if rest != "" || i >= len(lines) || lines[i].indent == 0 {
+		if rest != "" || i >= len(lines) || int(lines[i].indent) == 0 {
 			continue // an empty section
 		}
-		child := lines[i].indent
-		for i < len(lines) && lines[i].indent > 0 {
-			if lines[i].indent != child {
+		child := int(lines[i].indent)
+		for i < len(lines) && int(lines[i].indent) > 0 {
+			if int(lines[i].indent) != child {
 				return nil, false
 			}
 			from := i
-			for i++; i < len(lines) && lines[i].indent > child; i++ {
+			for i++; i < len(lines) && int(lines[i].indent) > child; i++ {
 			}
 			spans = append(spans, span{key, from, i})
 		}
@@ -89,7 +88,7 @@ func fastParse(data []byte) (cfg *Config, ok bool) {
 		names[s] = name
 		r := &Record{}
 		switch {
-		case !isKey || strings.ContainsAny(name, "\"'&*!|>{}[]%@`"):
+		case !isKey:
 			bad[s] = true
 		case rest == "" || isNull(rest) || rest == "{}":
 			if sp.to > sp.from+1 && (rest != "" || d.block(reflect.ValueOf(r).Elem(), sp.from+1, sp.to) != nil) {
@@ -104,9 +103,9 @@ func fastParse(data []byte) (cfg *Config, ok bool) {
 		if bad[s] { // this record only goes through yaml.v3
 			end := len(text)
 			if sp.to < len(lines) {
-				end = lines[sp.to].off
+				end = int(lines[sp.to].off)
 			}
-			one, _, err := parse("", []byte(sp.section+":\n"+text[lines[sp.from].off:end]))
+			one, _, err := parse("", []byte(sp.section+":\n"+text[int(lines[sp.from].off):end]))
 			if err != nil {
 				return nil, false
 			}
@@ -157,9 +156,9 @@ func printable(s string) bool {
 
 // fline is a significant line: indentation and text without the comment.
 type fline struct {
-	indent int
 	text   string
-	off    int // where the line starts in the file
+	indent int32
+	off    int32 // where the line starts in the file
 }
 
 // splitLines returns the lines that carry content, comments removed. A tab
@@ -181,7 +180,7 @@ func splitLines(text string) []fline {
 			ind++
 		}
 		if strings.HasPrefix(l[ind:], "\t") {
-			out = append(out, fline{-1, l[ind:], start}) // tabs may not indent YAML
+			out = append(out, fline{l[ind:], -1, int32(start)}) // tabs may not indent YAML
 			continue
 		}
 		body := stripComment(l[ind:])
@@ -191,7 +190,7 @@ func splitLines(text string) []fline {
 		if strings.HasPrefix(body, "\t") || body == "---" || body == "..." || strings.HasPrefix(body, "%") {
 			ind = -1
 		}
-		out = append(out, fline{ind, body, start})
+		out = append(out, fline{body, int32(ind), int32(start)})
 	}
 	return out
 }
@@ -204,7 +203,7 @@ func stripComment(s string) string {
 	if strings.HasPrefix(s, "#") {
 		return ""
 	}
-	if !strings.ContainsAny(s, "'\"") {
+	if strings.IndexByte(s, '\'') < 0 && strings.IndexByte(s, '"') < 0 {
 		if i := strings.Index(s, " #"); i >= 0 {
 			s = s[:i]
 		}
@@ -224,6 +223,18 @@ func stripComment(s string) string {
 	return strings.TrimRight(s, " \t")
 }
 
+// hasIndicator reports whether s holds a character that gives YAML syntax
+// beyond a plain key (quotes, anchors, tags, flow collections, comments...).
+func hasIndicator(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"', '\'', '#', '&', '*', '!', '|', '>', '{', '}', '[', ']', ',', '%', '@', '`', '?', '\t':
+			return true
+		}
+	}
+	return false
+}
+
 // cutKey splits "key: value" or "key:"; isKey is false for anything else.
 func cutKey(s string) (key, rest string, isKey bool) {
 	i := strings.Index(s, ": ")
@@ -236,7 +247,7 @@ func cutKey(s string) (key, rest string, isKey bool) {
 		return "", "", false
 	}
 	key = strings.TrimRight(key, " ")
-	if key == "" || isNull(key) || strings.ContainsAny(key, "\"'#&*!|>{}[],%@`?\t") || strings.HasPrefix(key, "- ") || key == "-" || key == "<<" {
+	if key == "" || isNull(key) || hasIndicator(key) || strings.HasPrefix(key, "- ") || key == "-" || key == "<<" {
 		return "", "", false
 	}
 	return key, rest, true
@@ -283,7 +294,7 @@ func scalar(s string) (v string, null, ok bool) {
 			return "", false, false
 		}
 	}
-	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") || strings.Contains(s, " #") || strings.ContainsAny(s, "\t") {
+	if strings.Contains(s, ": ") || strings.HasSuffix(s, ":") || strings.Contains(s, " #") || strings.IndexByte(s, '\t') >= 0 {
 		return "", false, false
 	}
 	return s, false, true
@@ -323,7 +334,7 @@ func newFastDecoder(lines []fline) *fastDecoder {
 
 // block decodes lines [from, to), all indented more than their parent, into v.
 func (d *fastDecoder) block(v reflect.Value, from, to int) error {
-	indent := d.lines[from].indent
+	indent := int(d.lines[from].indent)
 	switch v.Kind() {
 	case reflect.Slice:
 		return d.seq(v, from, to, indent)
@@ -340,7 +351,7 @@ func (d *fastDecoder) seq(v reflect.Value, from, to, indent int) error {
 	items := make([]string, 0, to-from)
 	for i := from; i < to; i++ {
 		l := d.lines[i]
-		if l.indent != indent || !(strings.HasPrefix(l.text, "- ") || l.text == "-") {
+		if int(l.indent) != indent || !(strings.HasPrefix(l.text, "- ") || l.text == "-") {
 			return errSlow
 		}
 		item := strings.TrimLeft(strings.TrimPrefix(l.text, "-"), " ")
@@ -365,7 +376,7 @@ func (d *fastDecoder) mapping(v reflect.Value, from, to, indent int) error {
 	seen := seenBuf[:0]
 	for i := from; i < to; {
 		l := d.lines[i]
-		if l.indent != indent {
+		if int(l.indent) != indent {
 			return errSlow
 		}
 		key, rest, ok := cutKey(l.text)
@@ -380,7 +391,7 @@ func (d *fastDecoder) mapping(v reflect.Value, from, to, indent int) error {
 		seen = append(seen, key)
 		// The value's lines: deeper ones, or a sequence at the same indentation.
 		j := i + 1
-		for j < to && (d.lines[j].indent > indent || (d.lines[j].indent == indent && rest == "" && (strings.HasPrefix(d.lines[j].text, "- ") || d.lines[j].text == "-"))) {
+		for j < to && (int(d.lines[j].indent) > indent || (int(d.lines[j].indent) == indent && rest == "" && (strings.HasPrefix(d.lines[j].text, "- ") || d.lines[j].text == "-"))) {
 			j++
 		}
 		var target reflect.Value
@@ -453,16 +464,16 @@ func (d *fastDecoder) value(v reflect.Value, rest string, from, to int) error {
 
 // kernel decodes the kernel block, whose args may be a list or a string.
 func (d *fastDecoder) kernel(k *Kernel, from, to int) error {
-	indent := d.lines[from].indent
+	indent := int(d.lines[from].indent)
 	seen := map[string]bool{}
 	for i := from; i < to; {
 		key, rest, ok := cutKey(d.lines[i].text)
-		if !ok || d.lines[i].indent != indent || seen[key] {
+		if !ok || int(d.lines[i].indent) != indent || seen[key] {
 			return errSlow
 		}
 		seen[key] = true
 		j := i + 1
-		for j < to && (d.lines[j].indent > indent || (d.lines[j].indent == indent && rest == "" && (strings.HasPrefix(d.lines[j].text, "- ") || d.lines[j].text == "-"))) {
+		for j < to && (int(d.lines[j].indent) > indent || (int(d.lines[j].indent) == indent && rest == "" && (strings.HasPrefix(d.lines[j].text, "- ") || d.lines[j].text == "-"))) {
 			j++
 		}
 		switch {

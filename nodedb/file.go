@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -122,30 +123,31 @@ func (s *FileStore) load() (*fileState, error) {
 }
 
 // read returns the file's contents and identity, both from one open file.
-func (s *FileStore) read() ([]byte, fileID, error) {
+func (s *FileStore) read() (string, fileID, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fileID{}, fmt.Errorf("inventory %s does not exist: run 'wwboot init' or name another with --root: %w", s.path, err)
+			return "", fileID{}, fmt.Errorf("inventory %s does not exist: run 'wwboot init' or name another with --root: %w", s.path, err)
 		}
-		return nil, fileID{}, fmt.Errorf("inventory: %w", err)
+		return "", fileID{}, fmt.Errorf("inventory: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fileID{}, fmt.Errorf("inventory: %w", err)
+		return "", fileID{}, fmt.Errorf("inventory: %w", err)
 	}
-	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fileID{}, fmt.Errorf("inventory %s: %w", s.path, err)
+	var b strings.Builder // read straight into the string the parser keeps: no copy
+	b.Grow(int(fi.Size()))
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", fileID{}, fmt.Errorf("inventory %s: %w", s.path, err)
 	}
-	return data, idOf(fi), nil
+	return b.String(), idOf(fi), nil
 }
 
 // decode builds a state from the file's bytes. The fast parser serves
 // readers; writers (withDoc) need the YAML tree to keep the user's comments,
 // and errors need it for their line numbers.
-func (s *FileStore) decode(data []byte, id fileID, withDoc bool) (*fileState, error) {
+func (s *FileStore) decode(data string, id fileID, withDoc bool) (*fileState, error) {
 	if !withDoc {
 		if cfg, ok := fastParse(data); ok {
 			if db, err := build(cfg, s.path, nil); err == nil {
@@ -153,7 +155,7 @@ func (s *FileStore) decode(data []byte, id fileID, withDoc bool) (*fileState, er
 			}
 		}
 	}
-	cfg, doc, err := parse(s.path, data)
+	cfg, doc, err := parse(s.path, []byte(data))
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func FuzzFastParse(f *testing.F) {
 	f.Add([]byte("nodes:\n  n1:\n    profiles:\n    - a\n    - b\n    comment: x # note\n"))
 	f.Add([]byte("WW_INTERNAL: 45\nnodeprofiles: {}\nnodes:\n  n1: {}\n  n2:\n  n3:\n    comment: ~\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := fastParse(data)
+		fast, ok := fastParse(string(data))
 		if !ok {
 			return
 		}

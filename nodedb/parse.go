@@ -18,7 +18,7 @@ const maxErrors = 20
 // error messages. Unknown keys are errors (with file and line), never dropped;
 // the legacy "container name" key is read as "image name".
 func Parse(file string, data []byte) (*Config, error) {
-	if cfg, ok := fastParse(data); ok {
+	if cfg, ok := fastParse(string(data)); ok {
 		return cfg, nil
 	}
 	cfg, _, err := parse(file, data)
