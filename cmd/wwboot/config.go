@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 
 	"go.yaml.in/yaml/v3"
@@ -26,6 +27,10 @@ tftp: true
 http port: 9873
 # secure: send the runtime overlay only to privileged source ports (below 1024), as Warewulf does
 secure: true
+# range start, range end: addresses for machines not in the inventory (full DHCP only); empty: none,
+# unknown machines are ignored (or taken by a discoverable node). Leases are kept in ROOT/dhcp.leases.
+range start: ""
+range end: ""
 `
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
@@ -42,6 +47,29 @@ type serveConfig struct {
 	HTTPPort int `yaml:"http port"`
 	// Secure sends the runtime overlay only to privileged source ports.
 	Secure bool `yaml:"secure"`
+	// RangeStart and RangeEnd bound the dynamic pool for unknown machines.
+	RangeStart string `yaml:"range start"`
+	RangeEnd   string `yaml:"range end"`
+}
+
+// dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
+func (c *serveConfig) dhcpRange() (start, end netip.Addr, ok bool, err error) {
+	if c.RangeStart == "" && c.RangeEnd == "" {
+		return start, end, false, nil
+	}
+	start, err1 := netip.ParseAddr(c.RangeStart)
+	end, err2 := netip.ParseAddr(c.RangeEnd)
+	switch {
+	case err1 != nil || !start.Is4():
+		return start, end, false, fmt.Errorf("range start: %q: give an IPv4 address (and range end)", c.RangeStart)
+	case err2 != nil || !end.Is4():
+		return start, end, false, fmt.Errorf("range end: %q: give an IPv4 address (and range start)", c.RangeEnd)
+	case end.Less(start):
+		return start, end, false, fmt.Errorf("range end %s is below range start %s", end, start)
+	case c.DHCP != "full":
+		return start, end, false, fmt.Errorf("range start/end: a dynamic range needs dhcp: full (it is %s)", c.DHCP)
+	}
+	return start, end, true, nil
 }
 
 // defaultServeConfig is what a missing key means.
@@ -63,7 +91,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -80,5 +108,6 @@ func (c *serveConfig) validate() error {
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)
 	}
-	return nil
+	_, _, _, err := c.dhcpRange()
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"github.com/wwboot/wwboot/dhcp"
 	"github.com/wwboot/wwboot/image"
 	"github.com/wwboot/wwboot/ipxe"
 	"github.com/wwboot/wwboot/overlay"
@@ -25,10 +26,11 @@ import (
 
 // serveFlags are `wwboot serve`'s flags; each overrides its wwboot.conf key.
 type serveFlags struct {
-	listen, iface, dhcp string
-	tftp, noTFTP, ra    bool
-	secure              bool
-	httpPort            int
+	listen, iface, dhcp  string
+	rangeStart, rangeEnd string
+	tftp, noTFTP, ra     bool
+	secure               bool
+	httpPort             int
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -70,6 +72,12 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 			if fl.Changed("http-port") {
 				cfg.HTTPPort = f.httpPort
 			}
+			if fl.Changed("range-start") {
+				cfg.RangeStart = f.rangeStart
+			}
+			if fl.Changed("range-end") {
+				cfg.RangeEnd = f.rangeEnd
+			}
 			if err := cfg.validate(); err != nil {
 				return fmt.Errorf("serve: %w", err)
 			}
@@ -84,6 +92,8 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 	fl.BoolVar(&f.noTFTP, "no-tftp", false, "do not run TFTP")
 	fl.IntVar(&f.httpPort, "http-port", 9873, "HTTP port of the provisioning service")
 	fl.BoolVar(&f.secure, "secure", true, "send the runtime overlay only to privileged source ports (--secure=false: any port, still only from the node's address)")
+	fl.StringVar(&f.rangeStart, "range-start", "", "first address of the dynamic range for machines not in the inventory (full DHCP)")
+	fl.StringVar(&f.rangeEnd, "range-end", "", "last address of the dynamic range")
 	fl.BoolVar(&f.ra, "ipv6-ra", true, "answer IPv6 router solicitations on --interface so iPXE does not wait 15 s for a router")
 	return cmd
 }
@@ -158,6 +168,22 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if cfg.Interface != "" {
 		ifaces = []string{cfg.Interface}
 	}
+	var pools []*dhcp.Pool
+	if start, end, ok, _ := cfg.dhcpRange(); ok {
+		mask := net.IPMask(net.ParseIP(netmask).To4())
+		if netmask == "" {
+			return errors.New("serve: a dynamic range needs the server's netmask: pass --interface so it can be read")
+		}
+		pool, err := dhcp.NewPool(dhcp.PoolConfig{
+			Start: start, End: end, Netmask: mask,
+			LeaseFile: a.path("dhcp.leases"),
+			Reserver:  provision.DHCPHosts(inv).(dhcp.Reserver),
+		})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		pools = append(pools, pool)
+	}
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
@@ -168,6 +194,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 		Interfaces:           ifaces,
 		DHCP:                 mode,
 		Discoverer:           &provision.Discovery{Store: inv},
+		DHCPPools:            pools,
 		TFTP:                 cfg.TFTP,
 		RouterAdvertisements: ra && cfg.Interface != "",
 	})

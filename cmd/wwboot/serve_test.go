@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wwboot/wwboot/image"
-	"github.com/wwboot/wwboot/overlay"
 )
 
 func freePort(t *testing.T) int {
@@ -42,22 +40,6 @@ func TestServeNewSite(t *testing.T) {
 	mustRun(t, root, "init")
 	mustRun(t, root, "node", "add", "n1", "--image", "img", "--netdev", "default", "--hwaddr", "52:54:00:12:34:56",
 		"--ipaddr", "127.0.0.1", "--netmask", "255.0.0.0")
-
-	// KNOWN ISSUE (reported to the lead): init's default profile lists a
-	// system overlay "network" that package overlay does not have (its
-	// network overlays are ifupdown, NetworkManager, systemd-networkd), so
-	// the system overlay of every new node fails to render. Until init.go
-	// or package overlay changes, drop it here; this goes unused once fixed.
-	if slices.Contains(defaultProfile().SystemOverlay, "network") && !slices.Contains(overlay.BuiltinNames(), "network") {
-		t.Log("default profile lists the missing overlay \"network\"; working around it")
-		var keep []string
-		for _, o := range defaultProfile().SystemOverlay {
-			if o != "network" {
-				keep = append(keep, o)
-			}
-		}
-		mustRun(t, root, "profile", "set", "default", "--system-overlays", strings.Join(keep, ","))
-	}
 
 	tree := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(tree, "boot"), 0o755))
@@ -146,6 +128,26 @@ func TestServeConfig(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("dhcp: half\n"), 0o644))
 	_, err = loadServeConfig(bad)
 	assert.ErrorContains(t, err, "use full, proxy or off")
+
+	// A dynamic range for unknown machines.
+	good := filepath.Join(root, "range.conf")
+	require.NoError(t, os.WriteFile(good, []byte("range start: 10.0.0.100\nrange end: 10.0.0.199\n"), 0o644))
+	cfg, err = loadServeConfig(good)
+	require.NoError(t, err)
+	start, end, ok, err := cfg.dhcpRange()
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Equal(t, "10.0.0.100-10.0.0.199", start.String()+"-"+end.String())
+	for conf, want := range map[string]string{
+		"range start: 10.0.0.100\n":                                 "range end",
+		"range start: 10.0.0.200\nrange end: 10.0.0.100\n":          "is below range start",
+		"range start: nonsense\nrange end: 10.0.0.100\n":            "range start",
+		"dhcp: proxy\nrange start: 10.0.0.1\nrange end: 10.0.0.9\n": "needs dhcp: full",
+	} {
+		require.NoError(t, os.WriteFile(bad, []byte(conf), 0o644))
+		_, err = loadServeConfig(bad)
+		assert.ErrorContains(t, err, want, conf)
+	}
 
 	// DHCP without an interface says what to do.
 	_, err = run(t, root, "serve", "--http-port", strconv.Itoa(freePort(t)), "--no-tftp")
