@@ -96,25 +96,32 @@ archive (plain, .gz or .zst), or a docker save / podman save archive, whose laye
 applied in order with whiteouts. Archives are unpacked into ROOT/images/roots/NAME.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(a, cmd)
-			if err != nil {
-				return err
-			}
-			s, err := image.OpenStore(a.path("images"))
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			res, err := s.Import(cmd.Context(), args[0], args[1], o)
-			if err != nil {
-				return err
-			}
-			printResult(a.stdout, res, time.Since(start))
-			return nil
+			return f.run(a, cmd, func(s *image.Store, o image.BuildOptions) (image.BuildResult, error) {
+				return s.Import(cmd.Context(), args[0], args[1], o)
+			})
 		},
 	}
 	f.register(cmd, false)
 	return cmd
+}
+
+// run opens the store, calls do with the flags' options and prints the result.
+func (f *buildFlags) run(a *app, cmd *cobra.Command, do func(*image.Store, image.BuildOptions) (image.BuildResult, error)) error {
+	o, err := f.options(a, cmd)
+	if err != nil {
+		return err
+	}
+	s, err := image.OpenStore(a.path("images"))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := do(s, o)
+	if err != nil {
+		return err
+	}
+	printResult(a.stdout, res, time.Since(start))
+	return nil
 }
 
 func newImageBuildCmd(a *app) *cobra.Command {
@@ -124,21 +131,9 @@ func newImageBuildCmd(a *app) *cobra.Command {
 		Short: "Rebuild image NAME from its tree (skipped when nothing changed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(a, cmd)
-			if err != nil {
-				return err
-			}
-			s, err := image.OpenStore(a.path("images"))
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			res, err := s.Build(cmd.Context(), args[0], o)
-			if err != nil {
-				return err
-			}
-			printResult(a.stdout, res, time.Since(start))
-			return nil
+			return f.run(a, cmd, func(s *image.Store, o image.BuildOptions) (image.BuildResult, error) {
+				return s.Build(cmd.Context(), args[0], o)
+			})
 		},
 	}
 	f.register(cmd, true)
