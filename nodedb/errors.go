@@ -24,6 +24,7 @@ type Error struct {
 	Err   error  // what is wrong and what to do
 }
 
+// Error formats the problem as FILE:LINE: KIND "NAME": FIELD: what is wrong.
 func (e *Error) Error() string {
 	var b strings.Builder
 	if e.File != "" {
