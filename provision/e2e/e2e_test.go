@@ -108,6 +108,7 @@ func TestBoot(t *testing.T) {
 	// the router advertiser can answer from the first solicitation on.
 	lab.IP("addr", "add", "fe80::1/64", "dev", bridge, "nodad")
 	nodes := inventory()
+	n3 := testNode{Name: "n3", MAC: unknownMAC, IP: "10.77.0.13", Firmware: bios}
 	for _, n := range nodes {
 		lab.Tap(n.Tap, bridge)
 	}
@@ -124,7 +125,8 @@ func TestBoot(t *testing.T) {
 	}
 	ww.run(t, "node", "list")
 	ww.serve(t, "--interface", bridge, "--listen", serverIP, "--dhcp", "full", "--tftp",
-		"--http-port", httpPort, fmt.Sprintf("--ipv6-ra=%v", *flagRA))
+		"--http-port", httpPort, fmt.Sprintf("--ipv6-ra=%v", *flagRA),
+		"--range-start", "10.77.0.200", "--range-end", "10.77.0.220")
 
 	booted := map[string]bool{}
 	for _, n := range nodes {
@@ -136,61 +138,43 @@ func TestBoot(t *testing.T) {
 			t.Logf("QEMU: %s", strings.Join(res.Cmdline, " "))
 			logTimings(t, n.Firmware, res)
 
-			// The built-in wwinit overlay's /init, from its rendered node.conf.
-			line, ok := res.find(wwinitLine)
-			if assert.True(t, ok, "no 'wwboot: node' line from wwinit's /init on %s\nconsole:\n%s", n.Name, res.transcript()) {
-				m := wwinitLine.FindStringSubmatch(line.Text)
-				assert.Equal(t, n.Name, m[1], "hostname from wwinit's node.conf")
-				assert.Equal(t, n.IP, m[2], "address from wwinit's node.conf")
-			}
-			// The image's init, from the file the site overlay rendered.
-			line, ok = res.find(nodeLine)
-			require.True(t, ok, "no WWBOOT-NODE line from %s\nconsole:\n%s", n.Name, res.transcript())
-			m := nodeLine.FindStringSubmatch(line.Text)
-			assert.Equal(t, n.Name, m[1], "hostname from the site system overlay")
-			assert.Equal(t, n.IP, m[2], "address from the site system overlay, as configured")
-			assert.Equal(t, "reachable", m[4], "the node reaches the server through its NIC driver")
-			// Secure mode (wwboot.conf's default): iPXE asks from an
-			// unprivileged port, the runtime overlay is refused and the
-			// default script boots without it.
-			assert.Equal(t, "absent", m[5], "runtime overlay refused in secure mode, boot went on")
-			if _, bad := res.find(regexp.MustCompile(`WWBOOT-ERROR`)); bad {
-				t.Errorf("errors on the console:\n%s", res.transcript())
-			}
+			assertBooted(t, n, res)
 		})
 	}
 	if *flagOnly == "" {
-		t.Run("unknown-node", func(t *testing.T) {
-			// wwboot serve has no dynamic pool: a machine outside the
-			// inventory gets no DHCP answer. Power one on until its iPXE
-			// opens the NIC, wait until the server has counted its
-			// DHCPDISCOVER as an unknown client, and stop it.
-			before := ww.metric(t, "wwboot_dhcp_unknown_clients_total")
-			counted := false
-			res := boot(t, lab, vm{Name: "unknown", Firmware: bios, MAC: unknownMAC, Tap: "tap9", Timeout: bootTimeout(bios),
+		t.Run("unknown-node-added-while-waiting", func(t *testing.T) {
+			// A machine outside the inventory gets an address from the
+			// dynamic range and the unknown-node script, which shows its
+			// MAC and asks again after a while. The administrator adds it
+			// meanwhile; the running server picks the change up and the
+			// machine boots as the new node, nothing restarted.
+			n := n3
+			var added bool // only the console watcher writes it, before boot returns
+			var addErr error
+			res := boot(t, lab, vm{Name: "unknown", Firmware: bios, MAC: unknownMAC, Tap: "tap9", Timeout: bootTimeout(bios) + 60*time.Second,
 				Until: func(line string) bool {
-					if !strings.Contains(line, "[Link:up") {
-						return false
+					if !added && strings.Contains(line, "this node is not in the inventory") {
+						added = true
+						_, addErr = ww.try(t, "node", "add", n.Name, "--image", imageName, "--netdev", "default",
+							"--hwaddr", n.MAC, "--ipaddr", n.IP, "--netmask", netmask,
+							"--kernelargs", kernelArgs, "--system-overlays", siteOverlay)
+						return addErr != nil
 					}
-					for range 60 {
-						if ww.metric(t, "wwboot_dhcp_unknown_clients_total") > before {
-							counted = true
-							break
-						}
-						time.Sleep(500 * time.Millisecond)
-					}
-					return true
+					return false
 				}})
-			assert.True(t, counted, "wwboot serve counted the unknown machine's DHCPDISCOVER\n%s", res.transcript())
-			_, scripted := res.find(regexp.MustCompile(`^wwboot: `))
-			assert.False(t, scripted, "an unknown machine gets no script\n%s", res.transcript())
+			require.True(t, added, "the unknown machine got the unknown-node script\n%s", res.transcript())
+			require.NoError(t, addErr)
+			_, ok := res.find(regexp.MustCompile(`wwboot: MAC ` + unknownMAC))
+			assert.True(t, ok, "the unknown-node script shows the MAC\n%s", res.transcript())
+			assertBooted(t, n, res)
+			booted[n.Name] = !t.Failed()
 		})
 	}
 
 	// wwboot status shows both nodes and their last stage.
 	out := ww.run(t, "status", "--server", "http://"+serverIP+":"+httpPort)
 	st := ww.status(t)
-	for _, n := range nodes {
+	for _, n := range append(nodes, n3) {
 		if !booted[n.Name] {
 			continue
 		}
@@ -209,8 +193,39 @@ func TestBoot(t *testing.T) {
 			assert.Greater(t, found.SentTotal, int64(1<<20), "%s got kernel and image", n.Name)
 		}
 	}
-	for _, u := range st.Unknown {
-		assert.NotEqual(t, unknownMAC, u.Hwaddr, "the unknown machine never reached HTTP")
+	if *flagOnly == "" {
+		seen := false
+		for _, u := range st.Unknown {
+			seen = seen || u.Hwaddr == unknownMAC
+		}
+		assert.True(t, seen, "/status remembers the unknown MAC that asked for a script")
+	}
+}
+
+// assertBooted checks what a node printed: wwinit's line from its rendered
+// node.conf, and the image's line from the site overlay's file.
+func assertBooted(t *testing.T, n testNode, res *bootResult) {
+	t.Helper()
+	// The built-in wwinit overlay's /init, from its rendered node.conf.
+	line, ok := res.find(wwinitLine)
+	if assert.True(t, ok, "no 'wwboot: node' line from wwinit's /init on %s\nconsole:\n%s", n.Name, res.transcript()) {
+		m := wwinitLine.FindStringSubmatch(line.Text)
+		assert.Equal(t, n.Name, m[1], "hostname from wwinit's node.conf")
+		assert.Equal(t, n.IP, m[2], "address from wwinit's node.conf")
+	}
+	// The image's init, from the file the site overlay rendered.
+	line, ok = res.find(nodeLine)
+	require.True(t, ok, "no WWBOOT-NODE line from %s\nconsole:\n%s", n.Name, res.transcript())
+	m := nodeLine.FindStringSubmatch(line.Text)
+	assert.Equal(t, n.Name, m[1], "hostname from the site system overlay")
+	assert.Equal(t, n.IP, m[2], "address from the site system overlay, as configured")
+	assert.Equal(t, "reachable", m[4], "the node reaches the server through its NIC driver")
+	// Secure mode (wwboot.conf's default): iPXE asks from an
+	// unprivileged port, the runtime overlay is refused and the
+	// default script boots without it.
+	assert.Equal(t, "absent", m[5], "runtime overlay refused in secure mode, boot went on")
+	if _, bad := res.find(regexp.MustCompile(`WWBOOT-ERROR`)); bad {
+		t.Errorf("errors on the console:\n%s", res.transcript())
 	}
 }
 

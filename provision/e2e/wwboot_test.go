@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -61,15 +62,26 @@ func (w *wwboot) command(ctx context.Context, args ...string) *exec.Cmd {
 // fails the test if it fails.
 func (w *wwboot) run(t *testing.T, args ...string) string {
 	t.Helper()
+	out, err := w.try(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// try is run without failing the test, for goroutines other than the
+// test's own (a console watcher, say).
+func (w *wwboot) try(t *testing.T, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	start := time.Now()
 	out, err := w.command(ctx, args...).CombinedOutput()
 	t.Logf("$ wwboot --root %s %s   (%.1fs)\n%s", w.root, strings.Join(args, " "), time.Since(start).Seconds(), indent(out))
 	if err != nil {
-		t.Fatalf("wwboot %s: %v", strings.Join(args, " "), err)
+		return string(out), fmt.Errorf("wwboot %s: %w", strings.Join(args, " "), err)
 	}
-	return string(out)
+	return string(out), nil
 }
 
 // serve starts `wwboot serve ARGS...` in the lab namespace, waits until it
