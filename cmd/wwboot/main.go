@@ -65,20 +65,10 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	cmd.SetErr(stderr)
 	cmd.PersistentFlags().StringVar(&a.root, "root", defRoot, "state directory (wwboot.conf, nodes.conf, overlays/, images/, tftp/); env WWBOOT_ROOT")
 	cmd.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug messages")
-	for _, sub := range subcommands {
+	for _, sub := range []func(*app) *cobra.Command{
+		newInitCmd, newNodeCmd, newProfileCmd, newImageCmd, newOverlayCmd, newServeCmd, newStatusCmd,
+	} {
 		cmd.AddCommand(sub(a))
 	}
 	return cmd
-}
-
-// subcommands lists the constructors of the top-level subcommands; each file
-// of this package adds its own in an init-free way by appending here.
-var subcommands = []func(*app) *cobra.Command{
-	newInitCmd,
-	newNodeCmd,
-	newProfileCmd,
-	newImageCmd,
-	newOverlayCmd,
-	newServeCmd,
-	newStatusCmd,
 }
