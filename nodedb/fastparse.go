@@ -3,6 +3,7 @@ package nodedb
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -367,13 +368,20 @@ func (d *fastDecoder) seq(v reflect.Value, from, to, indent int) error {
 
 func (d *fastDecoder) mapping(v reflect.Value, from, to, indent int) error {
 	var fields map[string]int
-	if v.Kind() == reflect.Struct {
+	var strMap map[string]string // tags: the common map, filled without reflection
+	switch {
+	case v.Kind() == reflect.Struct:
 		fields = d.fields[v.Type()]
-	} else if v.IsNil() {
+	case v.Type() == reflect.TypeFor[map[string]string]():
+		if v.IsNil() {
+			v.Set(reflect.ValueOf(make(map[string]string, to-from)))
+		}
+		strMap = v.Interface().(map[string]string)
+	case v.IsNil():
 		v.Set(reflect.MakeMap(v.Type()))
 	}
 	var seenBuf [32]string
-	seen := seenBuf[:0]
+	seen := seenBuf[:0] // struct keys so far; maps check themselves
 	for i := from; i < to; {
 		l := d.lines[i]
 		if int(l.indent) != indent {
@@ -383,12 +391,32 @@ func (d *fastDecoder) mapping(v reflect.Value, from, to, indent int) error {
 		if !ok {
 			return errSlow
 		}
-		for _, k := range seen {
-			if k == key {
-				return errSlow // duplicate key: let yaml.v3 say so
-			}
+		dup := false
+		switch {
+		case strMap != nil:
+			_, dup = strMap[key]
+		case fields == nil:
+			dup = v.MapIndex(reflect.ValueOf(key)).IsValid()
+		default:
+			dup = slices.Contains(seen, key)
+			seen = append(seen, key)
 		}
-		seen = append(seen, key)
+		if dup {
+			return errSlow // duplicate key: let yaml.v3 say so
+		}
+		if strMap != nil && (i+1 == to || int(d.lines[i+1].indent) <= indent) {
+			sv, null, ok := scalar(rest)
+			if !ok || rest == "{}" || rest == "[]" {
+				return errSlow
+			}
+			if !null {
+				strMap[key] = sv
+			} else {
+				strMap[key] = ""
+			}
+			i++
+			continue
+		}
 		// The value's lines: deeper ones, or a sequence at the same indentation.
 		j := i + 1
 		for j < to && (int(d.lines[j].indent) > indent || (int(d.lines[j].indent) == indent && rest == "" && (strings.HasPrefix(d.lines[j].text, "- ") || d.lines[j].text == "-"))) {

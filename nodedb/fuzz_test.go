@@ -103,6 +103,8 @@ func FuzzFastParse(f *testing.F) {
 	f.Add([]byte("nodes:\n  n1:\n    comment: 'it''s'\n    tags:\n      a: \"b c\"\n      1: 2\n    kernel:\n      args: quiet  splash\n"))
 	f.Add([]byte("nodes:\n  n1:\n    profiles:\n    - a\n    - b\n    comment: x # note\n"))
 	f.Add([]byte("WW_INTERNAL: 45\nnodeprofiles: {}\nnodes:\n  n1: {}\n  n2:\n  n3:\n    comment: ~\n"))
+	f.Add([]byte("nodes:\n  n1:\n    tags:\n      a:\n      b: ~\n      c: 'x y'\n    network devices:\n      d:\n        tags:\n          k: v\n"))
+	f.Add([]byte("nodes:\n  n1:\n    tags:\n      a: 1\n      a: 2\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := fastParse(string(data))
 		if !ok {
