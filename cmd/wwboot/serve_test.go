@@ -93,6 +93,19 @@ func TestServeNewSite(t *testing.T) {
 		assert.Equal(t, want, string(out), "GET %s", u)
 	}
 
+	// The node agent, as a node runs it: from node.conf (rendered by the
+	// wwinit overlay), once, into a scratch root.
+	if os.Geteuid() == 0 {
+		node := t.TempDir()
+		require.NoError(t, os.MkdirAll(filepath.Join(node, "etc", "wwboot"), 0o755))
+		conf := filepath.Join(node, "etc", "wwboot", "node.conf")
+		require.NoError(t, os.WriteFile(conf, []byte("WWBOOT_NODE='n1'\nWWBOOT_HWADDR='52:54:00:12:34:56'\nWWBOOT_SERVER='127.0.0.1'\n"), 0o644))
+		mustRun(t, root, "agent", "--node-conf", conf, "--port", strconv.Itoa(port), "--target", node, "--interval", "0")
+		hosts, err := os.ReadFile(filepath.Join(node, "etc", "hosts"))
+		require.NoError(t, err, "the agent applied the runtime overlay")
+		assert.Contains(t, string(hosts), "n1")
+	}
+
 	status := mustRun(t, root, "status", "--server", base)
 	assert.Regexp(t, `n1\s+52:54:00:12:34:56\s+runtime\s+`, status)
 	assert.Contains(t, mustRun(t, root, "status", "--server", base, "-o", "json"), `"node": "n1"`)
