@@ -367,28 +367,11 @@ func withParents(recs []*record, have map[string]bool, layers map[string]int, la
 
 // sharedEntry is the rendered shared part of a layout for one inventory.
 type sharedEntry struct {
-	inv     string
-	seg     *segment // nil if the layout has no shared templates
-	outs    []layered
-	err     error
-	stamps  []fileStamp
-	checked atomic.Int64 // unix nanos of the last stamp check
-}
-
-// freshShared is fresh for a shared entry.
-func (r *Renderer) freshShared(e *sharedEntry) bool {
-	if len(e.stamps) == 0 {
-		return true
-	}
-	now := r.now().UnixNano()
-	if now-e.checked.Load() < int64(r.opts.CheckInterval) {
-		return true
-	}
-	if !stampsValid(e.stamps) {
-		return false
-	}
-	e.checked.Store(now)
-	return true
+	inv  string
+	seg  *segment // nil if the layout has no shared templates
+	outs []layered
+	err  error
+	stamped
 }
 
 // layered is a template output with the layer it came from.
@@ -437,15 +420,21 @@ func (r *Renderer) inventory(db *nodedb.DB) *invEntry {
 
 // cacheEntry is a rendered archive and what it depends on.
 type cacheEntry struct {
-	key     string
-	a       *Archive
+	key string
+	a   *Archive
+	stamped
+}
+
+// stamped is what a cache entry was rendered from on the server's file
+// system, and when that was last checked.
+type stamped struct {
 	stamps  []fileStamp
 	checked atomic.Int64 // unix nanos of the last stamp check
 }
 
 // fresh reports whether the server files e was rendered from are unchanged,
 // checking them (a stat each) at most every CheckInterval.
-func (r *Renderer) fresh(e *cacheEntry) bool {
+func (r *Renderer) fresh(e *stamped) bool {
 	if len(e.stamps) == 0 {
 		return true
 	}
@@ -531,7 +520,7 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 	r.mu.Lock()
 	ce := r.cache[ck]
 	r.mu.Unlock()
-	if ce != nil && ce.key == key && r.fresh(ce) {
+	if ce != nil && ce.key == key && r.fresh(&ce.stamped) {
 		r.hits.Add(1)
 		return ce.a, nil
 	}
@@ -549,7 +538,8 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 			return nil, err
 		}
 		r.log.Debug("overlay: rendered", "node", node.ID, "kind", kind, "overlays", names, "bytes", a.Size(), "took", time.Since(start))
-		ce = &cacheEntry{key: key, a: a, stamps: stamps}
+		ce = &cacheEntry{key: key, a: a}
+		ce.stamps = stamps
 		ce.checked.Store(r.now().UnixNano())
 		r.mu.Lock()
 		r.cache[ck] = ce
@@ -571,7 +561,7 @@ func (r *Renderer) sharedPart(l *layout, inv *invEntry) (*sharedEntry, error) {
 	r.mu.Lock()
 	e := r.shared[l.key]
 	r.mu.Unlock()
-	if e != nil && e.inv == invKey && r.freshShared(e) {
+	if e != nil && e.inv == invKey && r.fresh(&e.stamped) {
 		return e, e.err
 	}
 	v, _, _ := r.sf.Do("shared\x00"+l.key+"\x00"+invKey, func() (any, error) {
