@@ -83,6 +83,23 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 }
 
 // inventory opens ROOT/nodes.conf and takes a snapshot.
+// forNode returns the renderer, the inventory and the effective node name.
+func (f *overlayFlags) forNode(ctx context.Context, a *app, name string) (*overlay.Renderer, *nodedb.DB, *nodedb.Node, error) {
+	r, err := f.renderer(a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	db, err := inventory(ctx, a)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	n, err := db.Node(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return r, db, n, nil
+}
+
 func inventory(ctx context.Context, a *app) (*nodedb.DB, error) {
 	st, err := a.openInventory(ctx)
 	if err != nil {
@@ -217,15 +234,7 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := f.renderer(a)
-			if err != nil {
-				return err
-			}
-			db, err := inventory(cmd.Context(), a)
-			if err != nil {
-				return err
-			}
-			n, err := db.Node(args[0])
+			r, db, n, err := f.forNode(cmd.Context(), a, args[0])
 			if err != nil {
 				return err
 			}
@@ -261,15 +270,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("no output: give -o FILE (or -o - for standard output)")
 			}
-			r, err := f.renderer(a)
-			if err != nil {
-				return err
-			}
-			db, err := inventory(cmd.Context(), a)
-			if err != nil {
-				return err
-			}
-			n, err := db.Node(args[0])
+			r, db, n, err := f.forNode(cmd.Context(), a, args[0])
 			if err != nil {
 				return err
 			}
