@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,8 @@ type vm struct {
 	MAC      string
 	Tap      string // tap device in the lab namespace, on the bridge
 	Timeout  time.Duration
+	// Memory is the VM's RAM in MiB; 0 means 512.
+	Memory int
 	// Until ends the boot early (the VM is killed) when it returns true for
 	// a console line; nil waits for the VM to power off.
 	Until func(line string) bool
@@ -87,12 +90,17 @@ func ovmf(t *testing.T) (code, vars string) {
 	return "", ""
 }
 
-// qemuArgs builds the QEMU command line for a VM: TCG, 512 MB, one CPU,
-// serial console on stdout, no reboot (a panic or reboot ends the run).
+// qemuArgs builds the QEMU command line for a VM: TCG, v.Memory MiB (512 by
+// default), one CPU, serial console on stdout, no reboot (a panic or reboot
+// ends the run).
 func qemuArgs(t *testing.T, v vm) []string {
 	t.Helper()
+	mem := v.Memory
+	if mem == 0 {
+		mem = 512
+	}
 	args := []string{
-		"-machine", "q35,accel=tcg", "-m", "512", "-smp", "1",
+		"-machine", "q35,accel=tcg", "-m", strconv.Itoa(mem), "-smp", "1",
 		"-nographic", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-boot", "n",
 		"-netdev", "tap,id=net0,ifname=" + v.Tap + ",script=no,downscript=no",
 	}
@@ -134,28 +142,50 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1bc`)
 // powers off, v.Until says stop, or v.Timeout passes (a test failure).
 func boot(t *testing.T, lab *netlab.NS, v vm) *bootResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), v.Timeout)
-	defer cancel()
+	return startVM(t, lab, v).wait(t)
+}
+
+// runningVM is a VM started by startVM: its console is collected in the
+// background until it powers off, is stopped, or its timeout passes.
+type runningVM struct {
+	v      vm
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+	start  time.Time
+	stderr strings.Builder
+	done   chan struct{} // closed when QEMU has exited
+	werr   error
+
+	mu      sync.Mutex
+	res     *bootResult
+	stopped bool
+}
+
+// startVM powers a VM on in the lab namespace and returns at once; the
+// console is read in the background. The VM is killed when the test ends.
+func startVM(t *testing.T, lab *netlab.NS, v vm) *runningVM {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), v.Timeout)
 	args := qemuArgs(t, v)
-	cmd := lab.Command(ctx, "qemu-system-x86_64", args...)
-	cmd.Stdin = nil
-	stdout, err := cmd.StdoutPipe()
+	r := &runningVM{v: v, cancel: cancel, done: make(chan struct{}),
+		res: &bootResult{Cmdline: append([]string{"qemu-system-x86_64"}, args...)}}
+	r.cmd = lab.Command(ctx, "qemu-system-x86_64", args...)
+	r.cmd.Stdin = nil
+	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 5 * time.Second
-	res := &bootResult{Cmdline: append([]string{"qemu-system-x86_64"}, args...)}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	r.cmd.Stderr = &r.stderr
+	r.cmd.WaitDelay = 5 * time.Second
+	r.start = time.Now()
+	if err := r.cmd.Start(); err != nil {
+		cancel()
 		t.Fatalf("start QEMU: %v", err)
 	}
-	var mu sync.Mutex
-	stopped := false
-	done := make(chan struct{})
+	t.Cleanup(r.stop)
 	go func() {
-		defer close(done)
+		defer close(r.done)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		sc.Split(scanConsoleLines)
@@ -164,34 +194,83 @@ func boot(t *testing.T, lab *netlab.NS, v vm) *bootResult {
 			if text == "" {
 				continue
 			}
-			at := time.Since(start)
-			mu.Lock()
-			res.Lines = append(res.Lines, consoleLine{At: at, Text: text})
-			mu.Unlock()
+			at := time.Since(r.start)
+			r.mu.Lock()
+			r.res.Lines = append(r.res.Lines, consoleLine{At: at, Text: text})
+			r.mu.Unlock()
 			if *flagConsole {
 				t.Logf("%s console %7.2fs | %s", v.Name, at.Seconds(), text)
 			}
 			if v.Until != nil && v.Until(text) {
-				mu.Lock()
-				stopped = true
-				mu.Unlock()
-				_ = cmd.Process.Kill()
+				r.kill()
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
+		r.werr = r.cmd.Wait()
+		r.mu.Lock()
+		r.res.Elapsed = time.Since(r.start)
+		r.mu.Unlock()
 	}()
-	<-done
-	werr := cmd.Wait()
-	res.Elapsed = time.Since(start)
-	mu.Lock()
-	defer mu.Unlock()
+	return r
+}
+
+// kill cuts the VM's power without waiting for QEMU to exit.
+func (r *runningVM) kill() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+	_ = r.cmd.Process.Kill()
+}
+
+// stop cuts the VM's power and waits for QEMU to exit.
+func (r *runningVM) stop() {
+	r.kill()
+	<-r.done
+	r.cancel()
+}
+
+// exited reports whether QEMU has exited (powered off, crashed, killed).
+func (r *runningVM) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// since is the time since power-on.
+func (r *runningVM) since() time.Duration { return time.Since(r.start) }
+
+// result returns a copy of what the VM printed so far.
+func (r *runningVM) result() *bootResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := *r.res
+	c.Lines = append([]consoleLine(nil), r.res.Lines...)
+	if c.Elapsed == 0 {
+		c.Elapsed = time.Since(r.start)
+	}
+	return &c
+}
+
+// wait waits until the VM powers off, is stopped, or its timeout passes (a
+// test failure), and returns what it printed.
+func (r *runningVM) wait(t *testing.T) *bootResult {
+	t.Helper()
+	<-r.done
+	r.cancel()
+	res := r.result()
+	r.mu.Lock()
+	stopped := r.stopped
+	r.mu.Unlock()
 	switch {
 	case stopped:
-	case ctx.Err() != nil:
-		t.Fatalf("%s boot of %s: no power-off within %v\n%s\nconsole:\n%s", v.Firmware, v.MAC, v.Timeout,
+	case res.Elapsed >= r.v.Timeout:
+		t.Fatalf("%s boot of %s: no power-off within %v\n%s\nconsole:\n%s", r.v.Firmware, r.v.MAC, r.v.Timeout,
 			strings.Join(res.Cmdline, " "), res.transcript())
-	case werr != nil:
-		t.Fatalf("%s boot of %s: QEMU: %v: %s\nconsole:\n%s", v.Firmware, v.MAC, werr, stderr.String(), res.transcript())
+	case r.werr != nil:
+		t.Fatalf("%s boot of %s: QEMU: %v: %s\nconsole:\n%s", r.v.Firmware, r.v.MAC, r.werr, r.stderr.String(), res.transcript())
 	}
 	return res
 }
