@@ -130,6 +130,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return errors.New("report STATE REASON...: give a state (up, booting, failed)")
 		}
 		state, reason := rest[0], strings.Join(rest[1:], " ")
+		switch state {
+		case agent.StateUp, agent.StateBooting, agent.StateFailed:
+		default:
+			return fmt.Errorf("report: state %q: use up, booting or failed", state)
+		}
 		st := *stage
 		if st == "" {
 			st = "init"
@@ -139,7 +144,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		var err error
 		for i := range max(*tries, 1) {
-			if err = a.Report(ctx, state, st, reason); err == nil || ctx.Err() != nil || strings.Contains(err.Error(), "use up, booting or failed") {
+			if err = a.Report(ctx, state, st, reason); err == nil || ctx.Err() != nil {
 				return err
 			}
 			if i+1 < *tries {
