@@ -162,6 +162,44 @@ func TestLongPollAnswers(t *testing.T) {
 	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
 	assert.Less(t, time.Since(start), 5*time.Second, "StopWaiting ends the wait")
 
+	// Over HTTP/2 (no hijacking) the request waits in the handler, woken
+	// the same way.
+	opts.Registry = nil
+	h3, err := provision.NewHandler(opts)
+	require.NoError(t, err)
+	ts3 := httptest.NewUnstartedServer(h3)
+	ts3.EnableHTTP2 = true
+	ts3.StartTLS()
+	defer ts3.Close()
+	h2get := func(wait string) (*http.Response, time.Duration) {
+		req, err := http.NewRequest(http.MethodGet, ts3.URL+"/overlay/runtime/"+mac1+"?wait="+wait, nil)
+		require.NoError(t, err)
+		req.Header.Set("If-None-Match", etag)
+		start := time.Now()
+		resp, err := ts3.Client().Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp, time.Since(start)
+	}
+	resp, took := h2get("1")
+	assert.Equal(t, 2, resp.ProtoMajor)
+	assert.Equal(t, http.StatusNotModified, resp.StatusCode)
+	assert.GreaterOrEqual(t, took, time.Second)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		assert.NoError(t, l.store.Update(context.Background(), func(c *nodedb.Config) error {
+			c.Nodes["n3"] = &nodedb.Record{Profiles: []string{"default"}, NetDevs: map[string]*nodedb.NetDev{
+				"default": {Hwaddr: "aa:bb:cc:dd:ee:03", Ipaddr: "127.0.0.3"}}}
+			return nil
+		}))
+	}()
+	resp, took = h2get("30")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotEqual(t, etag, resp.Header.Get("ETag"))
+	assert.Less(t, took, 2*time.Second, "the change ends the wait")
+	resp, _ = get(t, u)
+	etag = resp.Header.Get("ETag")
+
 	// Notify wakes waiters; with nothing changed they keep waiting.
 	opts.Registry = nil
 	h2, err := provision.NewHandler(opts)

@@ -174,7 +174,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		}
 	}
 	h.status = newTracker(h.now(), opts.HeartbeatTimeout, opts.BootTimeout)
-	h.changes = newChanges(opts.Inventory, opts.WatchInterval)
+	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval)
 	h.cache.Store(&scriptCache{})
 	h.routes()
 	return h, nil
@@ -272,6 +272,9 @@ type recorder struct {
 	stage  string
 	node   string // node name, "" if unknown
 	hwaddr string // "" if the request named no valid MAC
+	// detached: the connection was taken over by a long-poll waiter,
+	// which records the request when it answers.
+	detached bool
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -329,6 +332,9 @@ func (h *Handler) instrument(stage string, fn func(w *recorder, r *http.Request)
 		start := h.now()
 		defer func() {
 			h.metrics.active.Dec()
+			if w.detached {
+				return // a long-poll that answers later, on its own
+			}
 			code := w.code
 			if code == 0 {
 				code = http.StatusOK
