@@ -34,7 +34,9 @@ const fanoutAgents = 10000
 // spread over (127.0.0.10 on), so no address runs short of ports.
 const fanoutSources = 40
 
-func fanoutMAC(i int) string { return fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff) }
+func fanoutMAC(i int) string {
+	return fmt.Sprintf("02:00:00:%02x:%02x:%02x", i>>16&0xff, i>>8&0xff, i&0xff)
+}
 
 // BenchmarkAgentFanout measures, in one run, what idle long-polling node
 // agents cost the server and how fast one inventory change reaches all of
