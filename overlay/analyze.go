@@ -24,7 +24,7 @@ func isNodeFunc(name string) bool {
 
 func isExternalFunc(name string) bool {
 	switch name {
-	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey":
+	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey", "AgentBinary":
 		return true
 	}
 	return false

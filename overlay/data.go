@@ -195,6 +195,10 @@ type TFTPConf struct {
 // PathsConf mirrors the paths: section of warewulf.conf.
 type PathsConf struct {
 	Sysconfdir string // where relative Include paths start (default /etc)
+	// Agent is the node agent binary (wwboot-agent, built from
+	// ./cmd/wwboot-agent) on the server, which the wwclient overlay's
+	// AgentBinary delivers to nodes (wwboot extension).
+	Agent string
 }
 
 // ResolvConf holds DNS defaults for the resolv overlay.

@@ -3,6 +3,7 @@ package overlay
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -193,6 +194,7 @@ func (s *state) funcs() template.FuncMap {
 			}
 			return trimNL(string(data))
 		},
+		"AgentBinary": s.agentBinary,
 		"SSHHostKey": func(typ string) (string, error) {
 			return s.hostKey(typ, false)
 		},
@@ -313,4 +315,29 @@ type output struct {
 	data   []byte
 	link   string
 	isLink bool
+}
+
+// agentBinary returns the node agent binary (ServerInfo.Paths.Agent) byte
+// for byte, for the wwclient overlay. A missing or empty file is an error
+// that says how to build it: a node without its agent would boot without
+// its runtime overlay and nobody would know.
+func (s *state) agentBinary() (string, error) {
+	p := ""
+	if s.r != nil {
+		p = s.r.opts.Server.Paths.Agent
+	}
+	if p == "" {
+		return "", errors.New("no node agent binary is configured (ServerInfo.Paths.Agent; wwboot.conf: agent): " +
+			"build it with CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /usr/local/bin/wwboot-agent ./cmd/wwboot-agent")
+	}
+	s.stamp(p)
+	data, err := os.ReadFile(p)
+	if err == nil && len(data) == 0 {
+		err = errors.New("empty file")
+	}
+	if err != nil {
+		return "", fmt.Errorf("the node agent binary %s: %w: build it with CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o %s ./cmd/wwboot-agent "+
+			"(or set agent: in wwboot.conf to where it is)", p, err, p)
+	}
+	return string(data), nil
 }

@@ -93,6 +93,7 @@ func TestGoldenBuiltin(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := newTestRenderer(t, func(o *Options) {
 				o.Server = goldenServer(t)
+				o.Server.Paths.Agent = fakeAgent(t)
 				o.DefaultSystem = []string{name}
 				o.Server.Ssh.KeyTypes = []string{"ed25519", "ecdsa", "rsa"}
 				o.RSABits = 1024 // fast; the type, not the size, is under test
@@ -178,4 +179,12 @@ func TestGoldenWarewulfStyle(t *testing.T) {
 		fmt.Fprintf(&all, "##### %s\n%s", name, dump(t, a, false, nil))
 	}
 	checkGolden(t, "warewulf-style.txt", all.String())
+}
+
+// fakeAgent writes a stand-in for the wwboot-agent binary the wwclient
+// overlay delivers.
+func fakeAgent(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "wwboot-agent")
+	require.NoError(t, os.WriteFile(p, []byte("#!/bin/sh\necho a stand-in for wwboot-agent\n"), 0o755))
+	return p
 }

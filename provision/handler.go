@@ -78,6 +78,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for the status; nil means time.Now.
 	Now func() time.Time
+
+	// WatchInterval is how often, while node agents wait on their runtime
+	// overlay (long-poll), the handler looks for a new inventory snapshot;
+	// 0 means DefaultWatchInterval. A change reaches the waiting agents
+	// within about this, plus the inventory's own check interval.
+	WatchInterval time.Duration
+	// HeartbeatTimeout is how long after its last heartbeat a node counts
+	// as down; 0 means DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+	// BootTimeout is how long after its last boot request a node that has
+	// sent no heartbeat since counts as booting; 0 means
+	// DefaultBootTimeout.
+	BootTimeout time.Duration
 }
 
 // maxCachedScripts bounds the script cache of an Inventory that is not a
@@ -95,6 +108,7 @@ type Handler struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	status   *tracker
+	changes  *changes
 
 	baseHost, basePort string // from Options.BaseURL
 
@@ -159,7 +173,8 @@ func NewHandler(opts Options) (*Handler, error) {
 			h.basePort = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 		}
 	}
-	h.status = newTracker(h.now())
+	h.status = newTracker(h.now(), opts.HeartbeatTimeout, opts.BootTimeout)
+	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval)
 	h.cache.Store(&scriptCache{})
 	h.routes()
 	return h, nil
@@ -195,6 +210,7 @@ func (h *Handler) routes() {
 		w.stage = stage
 		h.serveNode(w, r, stage, r.PathValue("mac"))
 	}))
+	mux.Handle("POST /agent/{mac}", h.instrument(StageAgent, h.serveReport))
 	mux.Handle("GET /boot/{file...}", h.instrument(StageBoot, h.serveBoot))
 	mux.Handle("GET /status", h.instrument("status", h.serveStatus))
 	mux.Handle("GET /healthz", h.instrument("healthz", func(w *recorder, _ *http.Request) {
@@ -230,8 +246,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Status returns what the handler has seen of every node.
-func (h *Handler) Status() Status { return h.status.snapshot() }
+// Status returns what the handler has seen of every node, and each node's
+// state now.
+func (h *Handler) Status() Status { return h.status.snapshot(h.now()) }
 
 // Reload re-reads the iPXE templates (when Scripts implements Reloader)
 // and drops the cached scripts. On error the previous templates stay.
@@ -241,6 +258,7 @@ func (h *Handler) Reload() error {
 		err = rl.Reload()
 	}
 	h.cache.Store(&scriptCache{})
+	h.Notify()
 	return err
 }
 
@@ -254,6 +272,9 @@ type recorder struct {
 	stage  string
 	node   string // node name, "" if unknown
 	hwaddr string // "" if the request named no valid MAC
+	// detached: the connection was taken over by a long-poll waiter,
+	// which records the request when it answers.
+	detached bool
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -311,6 +332,9 @@ func (h *Handler) instrument(stage string, fn func(w *recorder, r *http.Request)
 		start := h.now()
 		defer func() {
 			h.metrics.active.Dec()
+			if w.detached {
+				return // a long-poll that answers later, on its own
+			}
 			code := w.code
 			if code == 0 {
 				code = http.StatusOK
@@ -384,7 +408,7 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 	}
 	w.node = node.ID
 
-	if stage != StageIPXE && node.AssetKey != "" &&
+	if stage != StageIPXE && stage != StageRuntime && node.AssetKey != "" &&
 		subtle.ConstantTimeCompare([]byte(q.Get("assetkey")), []byte(node.AssetKey)) != 1 {
 		h.refuse(w, r, node, stage, RefusedAssetKey, "wrong or missing asset key (?assetkey=)")
 		return
@@ -409,12 +433,22 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 	case StageSystem:
 		h.serveOverlay(w, r, db, node, overlay.System)
 	case StageRuntime:
-		if reason, msg := h.runtimeAllowed(r, node); reason != "" {
+		if reason, msg := h.nodeAllowed(r, node); reason != "" {
 			h.refuse(w, r, node, stage, reason, msg)
 			return
 		}
-		h.serveOverlay(w, r, db, node, overlay.Runtime)
+		h.serveRuntime(w, r, db, node, hw)
 	}
+}
+
+// nodeAllowed checks what only the node itself may ask for (its runtime
+// overlay, its reports): the asset key, then runtimeAllowed.
+func (h *Handler) nodeAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
+	if node.AssetKey != "" &&
+		subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("assetkey")), []byte(node.AssetKey)) != 1 {
+		return RefusedAssetKey, "wrong or missing asset key (?assetkey=)"
+	}
+	return h.runtimeAllowed(r, node)
 }
 
 // runtimeAllowed checks that a runtime overlay request comes from its node.
@@ -709,7 +743,7 @@ func (h *Handler) serveBoot(w *recorder, r *http.Request) {
 }
 
 func (h *Handler) serveStatus(w *recorder, _ *http.Request) {
-	b, err := json.MarshalIndent(h.status.snapshot(), "", "  ")
+	b, err := json.MarshalIndent(h.Status(), "", "  ")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

@@ -19,6 +19,7 @@ type metrics struct {
 	requests *prometheus.CounterVec // stage, code
 	sent     *prometheus.CounterVec // stage
 	active   prometheus.Gauge
+	waiting  prometheus.Gauge
 	refused  *prometheus.CounterVec // reason
 	unknown  prometheus.Counter
 }
@@ -38,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "wwboot_http_active_requests",
 			Help: "Provisioning requests being answered now (transfers under way).",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wwboot_agents_waiting",
+			Help: "Node agents waiting for a change of their runtime overlay (long-poll).",
+		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwboot_http_refused_total",
 			Help: "Node files refused: unprivileged_port (secure mode), address (not the node's), asset_key.",
@@ -47,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Requests for a MAC that is not in the inventory.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.sent, m.active, m.refused, m.unknown} {
+	for _, c := range []prometheus.Collector{m.requests, m.sent, m.active, m.waiting, m.refused, m.unknown} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

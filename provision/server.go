@@ -417,6 +417,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				}
 			}()
 		}
+		s.handler.StopWaiting() // held long-polls answer 304 now, rather than hold the drain
 		stop("HTTP", func(ctx context.Context) error {
 			err := s.hs.Shutdown(ctx)
 			if err != nil {

@@ -1,51 +1,70 @@
 package main
 
 import (
+	"net"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/wwboot/wwboot/nodedb"
-	"github.com/wwboot/wwboot/provision"
+
+	"github.com/wwboot/wwboot/agent"
 )
 
+// newAgentCmd is `wwboot agent`: the node agent of package agent, for a
+// node that has the wwboot binary; nodes get the small wwboot-agent binary
+// (./cmd/wwboot-agent) from the wwclient overlay instead.
 func newAgentCmd(a *app) *cobra.Command {
 	var (
 		server, hwaddr, conf, target, assetKey string
-		port                                   int
-		interval                               time.Duration
+		wait, heartbeat                        time.Duration
+		once, anyPort                          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "On a node: keep its runtime overlay current (fetched from a privileged port, as secure mode requires)",
-		Long: `Runs on a booted node as root. Fetches the node's runtime overlay from the provisioning
-server and applies it under --target, then again every --interval (0: once). The server and the
-node's MAC come from --server and --hwaddr, or from the node.conf the wwinit overlay rendered.`,
+		Short: "On a node: keep its runtime overlay current and send heartbeats (what wwboot-agent does)",
+		Long: `Runs on a booted node as root, like the wwboot-agent binary the wwclient overlay delivers.
+Fetches the node's runtime overlay from a privileged source port and applies it under --target,
+then waits for changes (long-poll, --wait per request) and sends a heartbeat every --heartbeat.
+The server and the node's MAC come from --server and --hwaddr, or from the node.conf the wwinit
+overlay rendered (WWBOOT_URL, WWBOOT_HWADDR).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var ag *provision.Agent
-			if server != "" && hwaddr != "" {
-				hw, err := nodedb.ParseHW(hwaddr)
+			ag := &agent.Agent{URL: server, Root: target, AssetKey: assetKey, Wait: wait, Heartbeat: heartbeat, Log: a.log}
+			if server == "" || hwaddr == "" {
+				c, err := agent.ReadNodeConf(conf)
 				if err != nil {
 					return err
 				}
-				ag = &provision.Agent{Server: server, HWAddr: hw}
-			} else {
-				var err error
-				if ag, err = provision.AgentFromNodeConf(conf, port); err != nil {
-					return err
+				ag.HWAddr = c.HWAddr
+				if server == "" {
+					ag.URL = c.URL
 				}
 			}
-			ag.Root, ag.Interval, ag.AssetKey, ag.Log = target, interval, assetKey, a.log
+			if hwaddr != "" {
+				hw, err := net.ParseMAC(hwaddr)
+				if err != nil {
+					return err
+				}
+				ag.HWAddr = hw
+			}
+			if anyPort {
+				ag.Dial = agent.DialAny
+			}
+			if once {
+				_, err := ag.Sync(cmd.Context(), 0)
+				return err
+			}
 			return ag.Run(cmd.Context())
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&server, "server", "", "provisioning server URL (http://10.0.0.1:9873)")
-	fl.StringVar(&hwaddr, "hwaddr", "", "this node's MAC address")
-	fl.StringVar(&conf, "node-conf", "/etc/wwboot/node.conf", "node.conf rendered by the wwinit overlay, read when --server or --hwaddr is missing")
-	fl.IntVar(&port, "port", 9873, "provisioning service port, with --node-conf")
+	fl.StringVar(&server, "server", "", "provisioning server URL (http://10.0.0.1:9873); default: WWBOOT_URL of --node-conf")
+	fl.StringVar(&hwaddr, "hwaddr", "", "this node's MAC address; default: WWBOOT_HWADDR of --node-conf")
+	fl.StringVar(&conf, "node-conf", agent.DefaultNodeConf, "node.conf rendered by the wwinit overlay, read when --server or --hwaddr is missing")
 	fl.StringVar(&target, "target", "/", "where to apply the overlay")
 	fl.StringVar(&assetKey, "asset-key", "", "the node's asset key, if it has one")
-	fl.DurationVar(&interval, "interval", time.Minute, "time between fetches (0: fetch once and exit)")
+	fl.DurationVar(&wait, "wait", agent.DefaultWait, "longest time the server holds one request while nothing changes (max 5m)")
+	fl.DurationVar(&heartbeat, "heartbeat", agent.DefaultHeartbeat, "interval between heartbeats (negative: none)")
+	fl.BoolVar(&once, "once", false, "fetch and apply once, then exit")
+	fl.BoolVar(&anyPort, "any-port", false, "connect from any source port (a server with secure: false)")
 	return cmd
 }

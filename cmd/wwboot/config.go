@@ -31,6 +31,9 @@ secure: true
 # unknown machines are ignored (or taken by a discoverable node). Leases are kept in ROOT/dhcp.leases.
 range start: ""
 range end: ""
+# agent: the node agent binary (built from ./cmd/wwboot-agent) the wwclient overlay puts on every
+# node; empty: wwboot-agent next to the wwboot executable, else on $PATH
+agent: ""
 `
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
@@ -50,6 +53,9 @@ type serveConfig struct {
 	// RangeStart and RangeEnd bound the dynamic pool for unknown machines.
 	RangeStart string `yaml:"range start"`
 	RangeEnd   string `yaml:"range end"`
+	// Agent is the node agent binary the wwclient overlay delivers ("":
+	// see agentPath).
+	Agent string `yaml:"agent"`
 }
 
 // dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
@@ -91,7 +97,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 
@@ -33,7 +35,8 @@ func mustRun(t *testing.T, root string, args ...string) string {
 	return out
 }
 
-// buildBinary compiles wwboot once per test binary run.
+// buildBinary compiles wwboot once per test binary run, and the node agent
+// next to it (where wwboot serve looks for it, as an install puts it).
 var buildBinary = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "wwboot-bin-")
 	if err != nil {
@@ -44,8 +47,33 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", &exec.ExitError{Stderr: out}
 	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, agentName), "../wwboot-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", &exec.ExitError{Stderr: out}
+	}
 	return bin, nil
 })
+
+// withAgent points ROOT/wwboot.conf's agent: at the node agent built by
+// buildBinary, for in-process commands that render the wwclient overlay
+// (the test binary has no wwboot-agent next to it).
+func withAgent(t *testing.T, root string) string {
+	t.Helper()
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	agent := filepath.Join(filepath.Dir(bin), agentName)
+	conf := filepath.Join(root, "wwboot.conf")
+	b, err := os.ReadFile(conf)
+	require.NoError(t, err)
+	line := fmt.Sprintf("agent: %q", agent)
+	text := regexp.MustCompile(`(?m)^agent:.*$`).ReplaceAllLiteralString(string(b), line)
+	if !strings.Contains(text, line) {
+		text += line + "\n"
+	}
+	require.NoError(t, os.WriteFile(conf, []byte(text), 0o644))
+	return agent
+}
 
 func TestInitTwiceChangesNothing(t *testing.T) {
 	root := t.TempDir()

@@ -66,6 +66,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
 		srv.Ipaddr, srv.Netmask = addr.String(), netmask
 	}
+	srv.Paths.Agent, _ = agentPath(cfg.Agent)
 	if f.serverIP != "" {
 		srv.Ipaddr = f.serverIP
 	}

@@ -61,3 +61,42 @@ func TestOverlayCommands(t *testing.T) {
 	_, err = run(t, root, append([]string{"overlay", "render", "nosuch", "-o", sys}, srv...)...)
 	assert.ErrorContains(t, err, "nosuch")
 }
+
+// TestOverlayWWClientFindsTheAgent renders the wwclient overlay in process:
+// without a node agent binary the error says how to build one; with
+// wwboot.conf's agent: naming it, the archive carries it, executable, with
+// GNU cpio reading it back byte for byte.
+func TestOverlayWWClientFindsTheAgent(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	mustRun(t, root, "node", "add", "n1", "--hwaddr", "52:54:00:00:00:01", "--ipaddr", "10.0.0.11", "--netmask", "255.255.255.0",
+		"--system-overlays", "wwinit,wwclient")
+	srv := []string{"--server-ipaddr", "10.0.0.1", "--server-netmask", "255.255.255.0"}
+	sys := filepath.Join(t.TempDir(), "n1-system.cpio.gz")
+	if _, found := agentPath(""); !found {
+		_, err := run(t, root, append([]string{"overlay", "render", "n1", "--kind", "system", "-o", sys}, srv...)...)
+		assert.ErrorContains(t, err, "go build -trimpath -ldflags='-s -w' -o")
+		assert.ErrorContains(t, err, "./cmd/wwboot-agent")
+	}
+	agent := withAgent(t, root)
+	mustRun(t, root, append([]string{"overlay", "render", "n1", "--kind", "system", "-o", sys}, srv...)...)
+	dir := t.TempDir()
+	unpack := exec.Command("sh", "-c", "gzip -dc "+sys+" | cpio -idm --quiet --no-absolute-filenames")
+	unpack.Dir = dir
+	b, err := unpack.CombinedOutput()
+	require.NoError(t, err, string(b))
+	got, err := os.ReadFile(filepath.Join(dir, "usr", "sbin", "wwboot-agent"))
+	require.NoError(t, err)
+	want, err := os.ReadFile(agent)
+	require.NoError(t, err)
+	assert.True(t, string(got) == string(want), "the agent arrives byte for byte")
+	fi, err := os.Stat(filepath.Join(dir, "usr", "sbin", "wwboot-agent"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
+	conf, err := os.ReadFile(filepath.Join(dir, "etc", "wwboot", "node.conf"))
+	require.NoError(t, err)
+	assert.Contains(t, string(conf), "WWBOOT_URL='http://10.0.0.1:9873'")
+	link, err := os.Readlink(filepath.Join(dir, "etc", "systemd", "system", "multi-user.target.wants", "wwboot-agent.service"))
+	require.NoError(t, err)
+	assert.Equal(t, "../wwboot-agent.service", link)
+}

@@ -121,6 +121,12 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if addr.IsValid() {
 		srvIP = addr.String()
 	}
+	agentBin, found := agentPath(cfg.Agent)
+	if !found {
+		a.log.Warn("no node agent binary: nodes with the wwclient overlay cannot get their system overlay until it is built",
+			"expected", agentBin, "build", "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "+agentBin+" ./cmd/wwboot-agent",
+			"or", "set agent: in wwboot.conf")
+	}
 	overlays, err := overlay.New(overlay.Options{
 		SiteDir: a.path("overlays"),
 		KeyDir:  a.path("keys"),
@@ -130,6 +136,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
 			Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
 			Ssh:      overlay.SSHConf{KeyTypes: []string{"ed25519", "ecdsa"}},
+			Paths:    overlay.PathsConf{Agent: agentBin},
 		},
 		ImageRoot: func(name string) string {
 			m, err := images.Lookup(context.Background(), name)

@@ -40,6 +40,8 @@ func TestServeNewSite(t *testing.T) {
 	mustRun(t, root, "init")
 	mustRun(t, root, "node", "add", "n1", "--image", "img", "--netdev", "default", "--hwaddr", "52:54:00:12:34:56",
 		"--ipaddr", "127.0.0.1", "--netmask", "255.0.0.0")
+	// wwclient: the system overlay carries the agent serve finds next to itself.
+	mustRun(t, root, "node", "set", "n1", "--system-overlays", "wwinit,hostname,wwclient")
 
 	tree := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(tree, "boot"), 0o755))
@@ -93,21 +95,32 @@ func TestServeNewSite(t *testing.T) {
 		assert.Equal(t, want, string(out), "GET %s", u)
 	}
 
-	// The node agent, as a node runs it: from node.conf (rendered by the
-	// wwinit overlay), once, into a scratch root.
+	// The node agent, as a node runs it: the wwboot-agent binary with the
+	// node.conf the wwinit overlay renders, once, into a scratch root; then
+	// a failure report, which wwboot status shows.
+	status := mustRun(t, root, "status", "--server", base)
+	assert.Regexp(t, `n1\s+booting\s+52:54:00:12:34:56\s+runtime\s+`, status)
 	if os.Geteuid() == 0 {
+		agent := filepath.Join(filepath.Dir(bin), agentName)
 		node := t.TempDir()
 		require.NoError(t, os.MkdirAll(filepath.Join(node, "etc", "wwboot"), 0o755))
 		conf := filepath.Join(node, "etc", "wwboot", "node.conf")
-		require.NoError(t, os.WriteFile(conf, []byte("WWBOOT_NODE='n1'\nWWBOOT_HWADDR='52:54:00:12:34:56'\nWWBOOT_SERVER='127.0.0.1'\n"), 0o644))
-		mustRun(t, root, "agent", "--node-conf", conf, "--port", strconv.Itoa(port), "--target", node, "--interval", "0")
+		require.NoError(t, os.WriteFile(conf, []byte("WWBOOT_NODE='n1'\nWWBOOT_HWADDR='52:54:00:12:34:56'\nWWBOOT_URL='"+base+"'\n"), 0o644))
+		out, err := exec.Command(agent, "-conf", conf, "-root", node, "once").CombinedOutput()
+		require.NoError(t, err, "%s", out)
 		hosts, err := os.ReadFile(filepath.Join(node, "etc", "hosts"))
 		require.NoError(t, err, "the agent applied the runtime overlay")
 		assert.Contains(t, string(hosts), "n1")
-	}
 
-	status := mustRun(t, root, "status", "--server", base)
-	assert.Regexp(t, `n1\s+52:54:00:12:34:56\s+runtime\s+`, status)
+		node2 := t.TempDir()
+		mustRun(t, root, "agent", "--node-conf", conf, "--target", node2, "--once")
+		assert.FileExists(t, filepath.Join(node2, "etc", "hosts"), "wwboot agent does the same")
+
+		out, err = exec.Command(agent, "-conf", conf, "report", "failed", "system overlay incomplete").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		status = mustRun(t, root, "status", "--server", base)
+		assert.Regexp(t, `n1\s+failed\s+52:54:00:12:34:56\s+init\s+(now|\S+ ago)\s+(now|\S+ ago)\s+init: system overlay incomplete`, status)
+	}
 	assert.Contains(t, mustRun(t, root, "status", "--server", base, "-o", "json"), `"node": "n1"`)
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))

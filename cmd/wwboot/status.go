@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -18,10 +19,15 @@ func newStatusCmd(a *app) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show what each node last fetched from the running server",
-		Long: `Asks the running 'wwboot serve' for its /status and prints, per node, the last stage
-fetched (ipxe, kernel, image, system, runtime), its HTTP status, bytes, client address and time,
-then the MACs that asked but are not in the inventory.`,
+		Short: "Show each node's state (up, booting, down, failed) and why, from the running server",
+		Long: `Asks the running 'wwboot serve' for its /status and prints, per node: its state, worked out
+from its node agent's heartbeats and reports and from its boot requests,
+  up       the agent sent a heartbeat lately
+  booting  the node is fetching its boot files (or /init reported it is booting)
+  down     no heartbeat for a while (the agent's interval is 30 s), or a boot that went quiet
+  failed   the node reported a failure since it last began to boot (the reason says which)
+then the reason, the last stage, when the agent last reported and when the node last asked
+something, and finally the MACs that asked but are not in the inventory. -o json gives every field.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u := strings.TrimSuffix(server, "/") + "/status"
@@ -44,30 +50,71 @@ then the MACs that asked but are not in the inventory.`,
 			if ok, err := printStructured(a.stdout, output, st); ok {
 				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tHWADDR\tSTAGE\tCODE\tBYTES\tCLIENT\tLAST SEEN\tREQUESTS")
-			row := func(s provision.NodeStatus) {
-				name := s.Node
-				if name == "" {
-					name = "(unknown)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%d\n", name, s.Hwaddr, s.Stage, s.Code, s.Bytes, s.Client,
-					s.Time.Local().Format(time.DateTime), s.Requests)
-			}
-			for _, s := range st.Nodes {
-				row(s)
-			}
-			for _, s := range st.Unknown {
-				row(s)
-			}
-			if len(st.Nodes)+len(st.Unknown) == 0 {
-				fmt.Fprintf(tw, "(no node has asked since %s)\n", st.Started.Local().Format(time.DateTime))
-			}
-			return tw.Flush()
+			return printStatus(a.stdout, st)
 		},
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
 	outputFlag(cmd, &output)
 	return cmd
+}
+
+// printStatus writes st as a table, times relative to the server's clock.
+func printStatus(w io.Writer, st provision.Status) error {
+	now := st.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		d := now.Sub(t)
+		switch {
+		case d < time.Second:
+			return "now"
+		case d < time.Minute:
+			return fmt.Sprintf("%ds ago", int(d/time.Second))
+		case d < time.Hour:
+			return fmt.Sprintf("%dm%02ds ago", int(d/time.Minute), int(d%time.Minute/time.Second))
+		case d < 48*time.Hour:
+			return fmt.Sprintf("%dh%02dm ago", int(d/time.Hour), int(d%time.Hour/time.Minute))
+		}
+		return t.Local().Format(time.DateTime)
+	}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tHWADDR\tLAST STAGE\tHEARTBEAT\tLAST REQUEST\tREASON")
+	for _, s := range st.Nodes {
+		stage := s.Stage
+		if s.ReportedStage != "" && !s.Heartbeat.Before(s.Time.Add(-time.Second)) {
+			stage = s.ReportedStage
+		}
+		if s.Code >= 400 {
+			stage = fmt.Sprintf("%s (%d)", stage, s.Code)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Node, dash(s.State), s.Hwaddr, dash(stage),
+			ago(s.Heartbeat), ago(s.Time), dash(s.Reason))
+	}
+	if len(st.Nodes) == 0 {
+		fmt.Fprintf(tw, "(no node has asked since %s)\n", st.Started.Local().Format(time.DateTime))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Unknown) > 0 {
+		fmt.Fprintf(w, "\nMACs not in the inventory (add one with: wwboot node add NAME --hwaddr MAC):\n")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "HWADDR\tSTAGE\tCODE\tCLIENT\tLAST REQUEST")
+		for _, s := range st.Unknown {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Hwaddr, s.Stage, s.Code, s.Client, ago(s.Time))
+		}
+		return tw.Flush()
+	}
+	return nil
 }
