@@ -37,6 +37,8 @@ func builtinMode(overlay, p string, dir bool) fs.FileMode {
 		return 0o600
 	case "ssh.authorized_keys/root", "ssh.authorized_keys/root/.ssh":
 		return 0o700
+	case "machine-id/etc/machine-id.ww":
+		return 0o444 // as systemd-machine-id-setup leaves it
 	}
 	if dir {
 		return 0o755
