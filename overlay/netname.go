@@ -181,16 +181,26 @@ func dnsTagKeys(tags map[string]string) []string {
 // NameServers returns the node's name servers from the inventory, as the
 // DHCP server hands them out and Warewulf's network templates read them:
 // the tags DNS, DNS1, DNS2... (in that order) of the primary network
-// device, else of the node. Values that are not IP addresses are skipped,
-// so a tag cannot inject lines into resolv.conf. Empty when none is set;
+// device, else of the node; a tag may list several, separated by spaces,
+// commas or semicolons. A tag holding anything but IP addresses is ignored
+// as a whole, so a tag cannot inject lines into resolv.conf. Empty when none is set;
 // the resolv overlay then falls back to wwboot.conf (.Resolv.Nameservers).
 func (n *Node) NameServers() []string {
 	var out []string
 	for _, tags := range n.dnsTagSets() {
 		for _, k := range dnsTagKeys(tags) {
-			for _, f := range strings.FieldsFunc(tags[k], func(r rune) bool { return r == ',' || r == ' ' || r == ';' || r == '\t' }) {
-				if a, err := netip.ParseAddr(f); err == nil && !slices.Contains(out, a.String()) {
-					out = append(out, a.String())
+			var addrs []string
+			for _, f := range listFields(tags[k]) {
+				a, err := netip.ParseAddr(f)
+				if err != nil {
+					addrs = nil
+					break
+				}
+				addrs = append(addrs, a.String())
+			}
+			for _, a := range addrs {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
 				}
 			}
 		}
@@ -204,8 +214,8 @@ func (n *Node) NameServers() []string {
 // SearchDomains returns the node's DNS search list from the inventory: the
 // "domain" tag (the DHCP domain name, option 15) first, then the names of
 // the DNSSEARCH tag (separated by spaces, commas or semicolons), each read
-// from the primary network device, else from the node. Names that are not
-// valid DNS names are skipped. Empty when none is set.
+// from the primary network device, else from the node. A tag holding
+// anything but DNS names is ignored as a whole. Empty when none is set.
 func (n *Node) SearchDomains() []string {
 	var out []string
 	for _, key := range []string{"domain", "DNSSEARCH"} {
@@ -214,9 +224,16 @@ func (n *Node) SearchDomains() []string {
 			if v == "" {
 				continue
 			}
-			for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == ';' || r == '\t' }) {
-				f = strings.TrimSuffix(f, ".")
-				if validDomain(f) && !slices.Contains(out, f) {
+			var names []string
+			for _, f := range listFields(v) {
+				if f = strings.TrimSuffix(f, "."); !validDomain(f) {
+					names = nil
+					break
+				}
+				names = append(names, f)
+			}
+			for _, f := range names {
+				if !slices.Contains(out, f) {
 					out = append(out, f)
 				}
 			}
@@ -224,6 +241,12 @@ func (n *Node) SearchDomains() []string {
 		}
 	}
 	return out
+}
+
+// listFields splits a tag's list on spaces, tabs, commas and semicolons
+// (a newline is not a separator: it makes the value invalid).
+func listFields(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == ';' || r == '\t' })
 }
 
 // dnsTagSets is where DNS settings are looked up: the primary device's
