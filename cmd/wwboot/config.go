@@ -31,7 +31,7 @@ secure: true
 # unknown machines are ignored (or taken by a discoverable node). Leases are kept in ROOT/dhcp.leases.
 range start: ""
 range end: ""
-`
+` + identityConfigText
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
 type serveConfig struct {
@@ -50,6 +50,8 @@ type serveConfig struct {
 	// RangeStart and RangeEnd bound the dynamic pool for unknown machines.
 	RangeStart string `yaml:"range start"`
 	RangeEnd   string `yaml:"range end"`
+	// identityConfig: authorized keys, host keys, DNS defaults for nodes.
+	identityConfig `yaml:",inline"`
 }
 
 // dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
@@ -91,7 +93,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, authorized keys, shared host keys, ssh key types, dns servers, dns search)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -108,6 +110,8 @@ func (c *serveConfig) validate() error {
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)
 	}
-	_, _, _, err := c.dhcpRange()
-	return err
+	if _, _, _, err := c.dhcpRange(); err != nil {
+		return err
+	}
+	return c.identityConfig.validate()
 }

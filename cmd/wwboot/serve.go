@@ -121,16 +121,18 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if addr.IsValid() {
 		srvIP = addr.String()
 	}
+	srvInfo := overlay.ServerInfo{
+		Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
+		Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
+		Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
+		Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
+	}
+	cfg.identityConfig.apply(&srvInfo)
 	overlays, err := overlay.New(overlay.Options{
-		SiteDir: a.path("overlays"),
-		KeyDir:  a.path("keys"),
-		Server: overlay.ServerInfo{
-			Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
-			Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
-			Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
-			Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
-			Ssh:      overlay.SSHConf{KeyTypes: []string{"ed25519", "ecdsa"}},
-		},
+		SiteDir:        a.path("overlays"),
+		KeyDir:         a.path("keys"),
+		SharedHostKeys: cfg.SharedHostKeys,
+		Server:         srvInfo,
 		ImageRoot: func(name string) string {
 			m, err := images.Lookup(context.Background(), name)
 			if err != nil {
