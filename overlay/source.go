@@ -27,7 +27,7 @@ var builtinFS embed.FS
 // "overlay/path-in-rootfs".
 func builtinMode(overlay, p string, dir bool) fs.FileMode {
 	switch overlay + "/" + p {
-	case "wwinit/init":
+	case "wwinit/init", "udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname":
 		return 0o755
 	case "ssh.host_keys/etc/ssh/ssh_host_ed25519_key.ww",
 		"ssh.host_keys/etc/ssh/ssh_host_ecdsa_key.ww",
