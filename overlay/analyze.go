@@ -7,16 +7,17 @@ import (
 
 // deps is what a template reads, found by walking its parse trees.
 type deps struct {
-	node     bool // reads a field of the node (or everything)
-	allNodes bool // reads .AllNodes (or everything)
-	external bool // calls a function that reads server files
-	hostKeys bool // calls SSHHostKey/SSHHostPubKey
+	node      bool // reads a field of the node (or everything)
+	allNodes  bool // reads .AllNodes (or everything)
+	external  bool // calls a function that reads server files
+	hostKeys  bool // calls SSHHostKey/SSHHostPubKey
+	machineID bool // calls MachineID
 }
 
 // nodeFuncs are functions whose result depends on the node being rendered.
 func isNodeFunc(name string) bool {
 	switch name {
-	case "SSHHostKey", "SSHHostPubKey":
+	case "SSHHostKey", "SSHHostPubKey", "MachineID":
 		return true
 	}
 	return false
@@ -24,7 +25,7 @@ func isNodeFunc(name string) bool {
 
 func isExternalFunc(name string) bool {
 	switch name {
-	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey", "AgentBinary":
+	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey", "AgentBinary", "MachineID":
 		return true
 	}
 	return false
@@ -117,7 +118,8 @@ func walk(d *deps, n parse.Node, root bool) {
 	case *parse.IdentifierNode:
 		if isNodeFunc(n.Ident) {
 			d.node = true
-			d.hostKeys = true
+			d.hostKeys = d.hostKeys || n.Ident != "MachineID"
+			d.machineID = d.machineID || n.Ident == "MachineID"
 		}
 		if isExternalFunc(n.Ident) {
 			d.external = true

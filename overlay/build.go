@@ -46,19 +46,29 @@ func (r *Renderer) Build(ctx context.Context, db *nodedb.DB, names ...string) ([
 		}
 		nodes[i] = n
 	}
-	// Host keys first, in one batch (one file system sync, not one per file).
-	var keyNodes []string
+	// Host keys and machine-ids first, in one batch (one file system sync,
+	// not one per file).
+	var keyNodes, idNodes []string
 	for _, n := range nodes {
+		var keys, id bool
 		for _, k := range []Kind{System, Runtime} {
-			if l, err := r.layout(r.OverlayNames(n, k)); err == nil && l.hostKeys {
-				keyNodes = append(keyNodes, n.ID)
-				break
+			if l, err := r.layout(r.OverlayNames(n, k)); err == nil {
+				keys, id = keys || l.hostKeys, id || l.machineID
 			}
 		}
+		if keys {
+			keyNodes = append(keyNodes, n.ID)
+		}
+		if id {
+			idNodes = append(idNodes, n.ID)
+		}
 	}
-	if len(keyNodes) > 0 && r.opts.KeyDir != "" {
-		if err := r.keys.ensure(keyNodes, r.opts.Server.Ssh.KeyTypes, r.opts.Workers); err != nil {
+	if r.opts.KeyDir != "" {
+		if err := r.keys.ensure(keyNodes, r.opts.Server.Ssh.KeyTypes, false, r.opts.Workers); err != nil {
 			return nil, fmt.Errorf("overlay build: generating ssh host keys in %s: %w", r.opts.KeyDir, err)
+		}
+		if err := r.keys.ensure(idNodes, nil, true, r.opts.Workers); err != nil {
+			return nil, fmt.Errorf("overlay build: making machine-ids in %s: %w", r.opts.KeyDir, err)
 		}
 	}
 	res := make([]BuildResult, len(nodes))

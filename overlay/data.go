@@ -181,7 +181,7 @@ type NFSExport struct {
 
 // SSHConf mirrors the ssh: section of warewulf.conf.
 type SSHConf struct {
-	KeyTypes       []string // host key types: ed25519, ecdsa, rsa
+	KeyTypes       []string // host key types: ed25519, ecdsa, rsa (default: all three)
 	AuthorizedKeys string   // file root's authorized_keys come from (wwboot; default /root/.ssh/authorized_keys)
 }
 
@@ -296,7 +296,9 @@ func (s ServerInfo) normalize() ServerInfo {
 		}
 	}
 	if len(s.Ssh.KeyTypes) == 0 {
-		s.Ssh.KeyTypes = []string{"ed25519", "ecdsa"}
+		// Every type Debian's and EL's sshd load by default: none of the
+		// image's own keys may be left in use.
+		s.Ssh.KeyTypes = []string{"ed25519", "ecdsa", "rsa"}
 	}
 	if s.Ssh.AuthorizedKeys == "" {
 		s.Ssh.AuthorizedKeys = "/root/.ssh/authorized_keys"

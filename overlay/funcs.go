@@ -201,6 +201,7 @@ func (s *state) funcs() template.FuncMap {
 		"SSHHostPubKey": func(typ string) (string, error) {
 			return s.hostKey(typ, true)
 		},
+		"MachineID": s.machineID,
 	}
 }
 
@@ -228,6 +229,20 @@ func (s *state) hostKey(typ string, public bool) (string, error) {
 		return trimNL(k.public), nil
 	}
 	return trimNL(k.private), nil
+}
+
+// machineID returns the node's machine-id, 32 lower-case hex digits
+// without the newline (wwboot extension; see hostKeys).
+func (s *state) machineID() (string, error) {
+	if s.r == nil || s.node == nil || s.node.Id == "" {
+		return "", fmt.Errorf("MachineID: no node")
+	}
+	id, st, err := s.r.keys.machineID(s.node.Id)
+	if err != nil {
+		return "", err
+	}
+	s.reads = append(s.reads, st)
+	return trimNL(id), nil
 }
 
 // split applies the file and softlink directives to a template's output:

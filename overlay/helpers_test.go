@@ -59,7 +59,7 @@ func testDB(t testing.TB, cfg *nodedb.Config) *nodedb.DB {
 
 func newTestRenderer(t testing.TB, mod func(*Options)) *Renderer {
 	t.Helper()
-	o := Options{Server: testServer(), KeyDir: t.TempDir(), Now: fixedNow}
+	o := Options{Server: testServer(), KeyDir: t.TempDir(), Now: fixedNow, RSABits: 1024}
 	if mod != nil {
 		mod(&o)
 	}

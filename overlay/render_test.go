@@ -133,7 +133,7 @@ func TestCacheDependsOnWhatTemplatesRead(t *testing.T) {
 	sys1, run1 := render(db, "n00001", System), render(db, "n00001", Runtime)
 	render(db, "n00002", System)
 	render(db, "n00002", Runtime)
-	assert.Equal(t, Stats{Renders: 4, SharedRenders: 1}, r.Stats(), "hosts (shared, runtime) rendered once for both nodes")
+	assert.Equal(t, Stats{Renders: 4, SharedRenders: 2}, r.Stats(), "hosts (runtime) and the D-Bus machine-id link (system), both shared, rendered once for both nodes")
 	assert.Same(t, sys1, render(db, "n00001", System))
 	assert.Equal(t, int64(1), r.Stats().Hits)
 
@@ -346,7 +346,7 @@ func TestHostKeys(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	assert.ElementsMatch(t, []string{"ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"}, names)
+	assert.ElementsMatch(t, []string{"ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub", "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "ssh_host_rsa_key", "ssh_host_rsa_key.pub"}, names, "every type sshd loads by default, rsa included")
 }
 
 // TestBuildStores: Build writes every node's archives under BuildDir.

@@ -27,7 +27,8 @@ var builtinFS embed.FS
 // "overlay/path-in-rootfs".
 func builtinMode(overlay, p string, dir bool) fs.FileMode {
 	switch overlay + "/" + p {
-	case "wwinit/init", "wwclient/usr/sbin/wwboot-agent.ww":
+	case "wwinit/init", "wwclient/usr/sbin/wwboot-agent.ww",
+		"udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname":
 		return 0o755
 	case "ssh.host_keys/etc/ssh/ssh_host_ed25519_key.ww",
 		"ssh.host_keys/etc/ssh/ssh_host_ecdsa_key.ww",
@@ -37,6 +38,8 @@ func builtinMode(overlay, p string, dir bool) fs.FileMode {
 		return 0o600
 	case "ssh.authorized_keys/root", "ssh.authorized_keys/root/.ssh":
 		return 0o700
+	case "machine-id/etc/machine-id.ww":
+		return 0o444 // as systemd-machine-id-setup leaves it
 	}
 	if dir {
 		return 0o755

@@ -38,8 +38,8 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 	pf.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr; default: from wwboot.conf's listen/interface)")
 	pf.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask; default: from wwboot.conf's interface)")
 	pf.StringVar(&f.serverIP6, "server-ipaddr6", "", "the server's IPv6 address (.Ipaddr6)")
-	pf.StringSliceVar(&f.keyTypes, "ssh-key-types", []string{"ed25519", "ecdsa"}, "SSH host key types to generate per node (ed25519, ecdsa, rsa)")
-	pf.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (not recommended)")
+	pf.StringSliceVar(&f.keyTypes, "ssh-key-types", nil, "SSH host key types to generate per node (ed25519, ecdsa, rsa; default: wwboot.conf's ssh key types, else all three)")
+	pf.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (default: wwboot.conf's shared host keys)")
 	cmd.AddCommand(
 		newOverlayListCmd(a, f),
 		newOverlayShowCmd(a, f),
@@ -55,10 +55,14 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 // render the same archives) and the flags, which win.
 func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 	host, _ := os.Hostname()
-	srv := overlay.ServerInfo{Ipaddr6: f.serverIP6, BuildHost: host, Ssh: overlay.SSHConf{KeyTypes: f.keyTypes}}
+	srv := overlay.ServerInfo{Ipaddr6: f.serverIP6, BuildHost: host}
 	cfg, err := loadServeConfig(a.path("wwboot.conf"))
 	if err != nil {
 		return nil, err
+	}
+	cfg.identityConfig.apply(&srv)
+	if len(f.keyTypes) > 0 {
+		srv.Ssh.KeyTypes = f.keyTypes
 	}
 	srv.Warewulf = overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure}
 	srv.Dhcp = overlay.DHCPConf{Enabled: cfg.DHCP != "off"}
@@ -77,7 +81,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
 		BuildDir:       a.path("overlays-built"),
-		SharedHostKeys: f.sharedKeys,
+		SharedHostKeys: f.sharedKeys || cfg.SharedHostKeys,
 		Server:         srv,
 		Log:            a.log,
 	})

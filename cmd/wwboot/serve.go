@@ -127,17 +127,19 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			"expected", agentBin, "build", "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "+agentBin+" ./cmd/wwboot-agent",
 			"or", "set agent: in wwboot.conf")
 	}
+	srvInfo := overlay.ServerInfo{
+		Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
+		Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
+		Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
+		Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
+		Paths:    overlay.PathsConf{Agent: agentBin},
+	}
+	cfg.identityConfig.apply(&srvInfo)
 	overlays, err := overlay.New(overlay.Options{
-		SiteDir: a.path("overlays"),
-		KeyDir:  a.path("keys"),
-		Server: overlay.ServerInfo{
-			Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
-			Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
-			Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
-			Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
-			Ssh:      overlay.SSHConf{KeyTypes: []string{"ed25519", "ecdsa"}},
-			Paths:    overlay.PathsConf{Agent: agentBin},
-		},
+		SiteDir:        a.path("overlays"),
+		KeyDir:         a.path("keys"),
+		SharedHostKeys: cfg.SharedHostKeys,
+		Server:         srvInfo,
 		ImageRoot: func(name string) string {
 			m, err := images.Lookup(context.Background(), name)
 			if err != nil {
