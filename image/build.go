@@ -81,6 +81,10 @@ type Result struct {
 	Stats
 	// UncompressedSize is the size of the cpio archive.
 	UncompressedSize int64
+	// UnpackedSize is the RAM (bytes) the tree takes once the kernel has
+	// unpacked it into rootfs: file data in whole pages (PageSize), hard
+	// links once, long symlink targets a page, plus EntryOverhead per entry.
+	UnpackedSize int64
 	// Size is the number of bytes written to the output.
 	Size int64
 	// SHA256 is the hex SHA-256 of the bytes written to the output.
@@ -141,12 +145,14 @@ func Build(ctx context.Context, w io.Writer, fsys fs.FS, opts Options) (Result, 
 	start := time.Now()
 	var last time.Time
 	prog := Progress{TotalFiles: opts.Expect.Files, TotalBytes: opts.Expect.Bytes}
+	var ram ramCounter
 
 	err = walk(ctx, fsys, ex, func(e *entry) error {
 		if err := writeEntry(fsys, cw, e, opts.Log); err != nil {
 			return err
 		}
 		fp.add(e)
+		ram.add(e)
 		prog.Files++
 		prog.Bytes += e.contentSize()
 		if opts.Progress != nil {
@@ -172,6 +178,7 @@ func Build(ctx context.Context, w io.Writer, fsys fs.FS, opts Options) (Result, 
 	}
 	res.Stats = fp.stats()
 	res.UncompressedSize = cw.Written()
+	res.UnpackedSize = ram.total
 	res.Size = out.n
 	res.SHA256 = hex.EncodeToString(out.h.Sum(nil))
 	if opts.Progress != nil {

@@ -36,20 +36,48 @@ type Meta struct {
 	Compression      Compression `json:"compression"`       // gzip, zstd or none
 	Level            int         `json:"level"`             // compression level used
 	UncompressedSize int64       `json:"uncompressed_size"` // bytes of the cpio archive
-	KernelPath       string      `json:"kernel_path"`       // absolute path of the kernel copy in the store ("" if none)
-	KernelSHA256     string      `json:"kernel_sha256"`     // of the kernel file
-	KernelVersion    string      `json:"kernel_version"`    // e.g. 6.1.0-13-amd64
-	KernelSource     string      `json:"kernel_source"`     // where the kernel came from (path in the tree, or host path)
-	Source           string      `json:"source"`            // what was imported: dir:PATH, tar:PATH, docker-archive:PATH
-	Root             string      `json:"root"`              // the tree the image is built from
-	Files            int64       `json:"files"`             // entries in the archive
-	BuiltAt          time.Time   `json:"built_at"`          // when the archive was written
-	Excludes         []string    `json:"excludes,omitempty"`
-	NoDefaultExcl    bool        `json:"no_default_excludes,omitempty"`
-	KernelOption     string      `json:"kernel_option,omitempty"` // --kernel as given
+	// UnpackedSize is the RAM in bytes the image's tree takes once unpacked
+	// on a node (see Result.UnpackedSize); 0 for an image built before
+	// wwboot recorded it (MemUnpacked then estimates).
+	UnpackedSize  int64     `json:"unpacked_size,omitempty"`
+	KernelPath    string    `json:"kernel_path"`           // absolute path of the kernel copy in the store ("" if none)
+	KernelSHA256  string    `json:"kernel_sha256"`         // of the kernel file
+	KernelBytes   int64     `json:"kernel_size,omitempty"` // bytes of the kernel file
+	KernelVersion string    `json:"kernel_version"`        // e.g. 6.1.0-13-amd64
+	KernelSource  string    `json:"kernel_source"`         // where the kernel came from (path in the tree, or host path)
+	Source        string    `json:"source"`                // what was imported: dir:PATH, tar:PATH, docker-archive:PATH
+	Root          string    `json:"root"`                  // the tree the image is built from
+	Files         int64     `json:"files"`                 // entries in the archive
+	BuiltAt       time.Time `json:"built_at"`              // when the archive was written
+	Excludes      []string  `json:"excludes,omitempty"`
+	NoDefaultExcl bool      `json:"no_default_excludes,omitempty"`
+	KernelOption  string    `json:"kernel_option,omitempty"` // --kernel as given
 	// Fingerprint identifies the tree metadata and options the image was
 	// built from; empty when the tree was being modified during the build.
 	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// MemUnpacked returns the RAM in bytes m's tree takes once unpacked:
+// UnpackedSize, or for an older record the archive size plus EntryOverhead
+// and half a page per entry (the average page rounding).
+func (m Meta) MemUnpacked() int64 {
+	if m.UnpackedSize > 0 {
+		return m.UnpackedSize
+	}
+	return m.UncompressedSize + m.Files*(EntryOverhead+PageSize/2)
+}
+
+// KernelSize returns the size in bytes of m's kernel file: KernelBytes, or
+// for an older record the file's size in the store (0 when there is none).
+func (m Meta) KernelSize() int64 {
+	if m.KernelBytes > 0 || m.KernelPath == "" {
+		return m.KernelBytes
+	}
+	fi, err := os.Stat(m.KernelPath)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // Store is a directory of named images: content-addressed files under
@@ -461,7 +489,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 	}
 	m := Meta{
 		Name: name, SHA256: res.SHA256, Size: res.Size, Path: filepath.Join(s.dir, blobsDir, imgName),
-		Compression: o.Compression, Level: o.Level, UncompressedSize: res.UncompressedSize,
+		Compression: o.Compression, Level: o.Level, UncompressedSize: res.UncompressedSize, UnpackedSize: res.UnpackedSize,
 		Source: source, Root: root, Files: res.Files, BuiltAt: builtAt,
 		Excludes: o.Excludes, NoDefaultExcl: o.NoDefaultExcludes, KernelOption: bo.Kernel,
 	}
@@ -474,6 +502,9 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 			return BuildResult{}, err
 		}
 		m.KernelPath, m.KernelSHA256, m.KernelVersion, m.KernelSource = blob, sum, kern.Version, kern.Path
+		if fi, err := os.Stat(blob); err == nil {
+			m.KernelBytes = fi.Size()
+		}
 	} else if o.Log != nil {
 		o.Log.Warn("image: no kernel found; nodes need one to boot", "image", name, "root", root)
 	}

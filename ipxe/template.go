@@ -114,6 +114,14 @@ type Data struct {
 	// NoRuntimeOverlay makes Complete leave RuntimeOverlayURL empty (wwboot).
 	NoRuntimeOverlay bool
 
+	// MemNeed is the RAM in MiB the node needs to boot its image (wwboot;
+	// see [MemNeed]); 0 means unknown, and the default script skips its
+	// check. The script compares it with iPXE's ${memsize} (MiB; set only
+	// in iPXE builds with MEMMAP_SETTINGS, the check is skipped otherwise).
+	MemNeed int
+	// MemDetail says where MemNeed comes from, for the console message (wwboot).
+	MemDetail string
+
 	// RetryMax is how many times the default script tries before it reboots (wwboot); default 5.
 	RetryMax int
 	// RetryDelay is the wait in seconds between tries (wwboot); default 5.
@@ -124,8 +132,15 @@ type Data struct {
 	// again (Warewulf .WaitTime); default "30".
 	WaitTime string
 
+	memNegate uint64 // 2^32 - MemNeed, for the template (MemNegate)
+
 	memo atomic.Pointer[memo] // Set.Script's cache; see there
 }
+
+// MemNegate is 2^32 - MemNeed (0 when MemNeed is 0), filled by Complete:
+// iPXE's `inc` adds it to a 32-bit setting holding ${memsize}, which wraps
+// to ${memsize} - MemNeed (iPXE has no subtraction nor numeric comparison).
+func (d *Data) MemNegate() uint64 { return d.memNegate }
 
 // memo is one rendered script kept with the Data it was rendered from.
 type memo struct {
@@ -222,6 +237,10 @@ func (d *Data) Complete() {
 	if d.WaitTime == "" {
 		d.WaitTime = "30"
 	}
+	if d.MemNeed > 0 {
+		// ${memsize} + (2^32 - MemNeed), stored as int32: the difference.
+		d.memNegate = uint64(1)<<32 - uint64(d.MemNeed)
+	}
 }
 
 // check rejects values that would change the script's structure: a line
@@ -237,7 +256,7 @@ func (d *Data) check() error {
 		{"KernelArgs", d.KernelArgs}, {"Root", d.Root}, {"Ipxe", d.Ipxe},
 		{"ScriptURL", d.ScriptURL}, {"KernelURL", d.KernelURL}, {"ImageURL", d.ImageURL},
 		{"SystemOverlayURL", d.SystemOverlayURL}, {"RuntimeOverlayURL", d.RuntimeOverlayURL},
-		{"Message", d.Message}, {"WaitTime", d.WaitTime},
+		{"Message", d.Message}, {"WaitTime", d.WaitTime}, {"MemDetail", d.MemDetail},
 	}
 	for _, f := range fields {
 		if err := checkValue(f.v); err != nil {

@@ -49,6 +49,7 @@ func Example() {
 	// -rw-r--r-- /etc/hosts
 	// -rw-r--r-- /etc/wwboot/node.conf
 	// -rw-r--r-- /etc/hostname
+	// -rw-r--r-- /etc/wwboot/system-overlay.done
 	// size is a multiple of 4: true
 }
 

@@ -696,8 +696,21 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	// Which outputs survive, and is the fast (shared) path exact?
 	fast := true
 	var mine []*record
+	if kind == System {
+		// The end marker is the renderer's: an overlay file at its path
+		// (static or shared) forces the slow path, which drops it.
+		if _, ok := l.layers[MarkerPath]; ok {
+			fast = false
+		}
+		if _, ok := sharedLayers[MarkerPath]; ok {
+			fast = false
+		}
+	}
 	for _, o := range outs {
 		p := o.rec.path
+		if kind == System && p == MarkerPath {
+			continue
+		}
 		sl, inStatic := l.layers[p]
 		hl, inShared := sharedLayers[p]
 		switch {
@@ -734,7 +747,15 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 				have[d] = true
 			}
 		}
-		seg, err := r.gz.newSegment(withParents(mine, have, nil, 0), true)
+		var before int
+		for _, s := range segs {
+			before += len(s.recs)
+		}
+		recs := withParents(mine, have, nil, 0)
+		if kind == System {
+			recs = appendMarker(recs, have, before, node)
+		}
+		seg, err := r.gz.newSegment(recs, true)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -764,6 +785,9 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	for _, o := range outs {
 		put(o.layer, o.rec)
 	}
+	if kind == System {
+		delete(merged, MarkerPath)
+	}
 	var dirs, files []*record
 	for _, e := range merged {
 		if e.rec.mode&0o170000 == sIFDIR {
@@ -774,7 +798,11 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	}
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
-	seg, err := r.gz.newSegment(withParents(append(dirs, files...), nil, nil, 0), true)
+	recs := withParents(append(dirs, files...), nil, nil, 0)
+	if kind == System {
+		recs = appendMarker(recs, nil, 0, node)
+	}
+	seg, err := r.gz.newSegment(recs, true)
 	if err != nil {
 		return nil, nil, err
 	}

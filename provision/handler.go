@@ -133,6 +133,7 @@ type cacheKey struct {
 	node *nodedb.Node
 	mac  string
 	base string
+	img  string // the image's sha256: a rebuilt image changes the memory check
 }
 
 // NewHandler returns the provisioning handler for opts.
@@ -514,12 +515,21 @@ func (h *Handler) serveScript(w *recorder, r *http.Request, db *nodedb.DB, node 
 			c = h.cache.Load()
 		}
 	}
+	var meta *image.Meta
+	if h.opts.Images != nil && node.ImageName != "" {
+		if m, err := h.opts.Images.Lookup(r.Context(), node.ImageName); err == nil {
+			meta = &m
+		}
+	}
 	key := cacheKey{node: node, mac: w.hwaddr, base: base}
+	if meta != nil {
+		key.img = meta.SHA256
+	}
 	var d *ipxe.Data
 	if v, ok := c.m.Load(key); ok {
 		d = v.(*ipxe.Data)
 	} else {
-		d = h.scriptData(node, hw, host, port, base)
+		d = h.scriptData(node, hw, host, port, base, meta)
 		if c.db == nil && c.n.Load() >= maxCachedScripts {
 			h.cache.CompareAndSwap(c, &scriptCache{})
 		}
@@ -546,8 +556,9 @@ func writeScript(w http.ResponseWriter, script []byte) {
 	_, _ = w.Write(script)
 }
 
-// scriptData fills the template data for node booting from hw.
-func (h *Handler) scriptData(node *nodedb.Node, hw net.HardwareAddr, host, port, base string) *ipxe.Data {
+// scriptData fills the template data for node booting from hw; meta is
+// the node's image (nil if unknown), for the memory check.
+func (h *Handler) scriptData(node *nodedb.Node, hw net.HardwareAddr, host, port, base string, meta *image.Meta) *ipxe.Data {
 	mac := hw.String()
 	d := &ipxe.Data{
 		Id:         node.ID,
@@ -572,6 +583,10 @@ func (h *Handler) scriptData(node *nodedb.Node, hw net.HardwareAddr, host, port,
 	if node.Kernel != nil {
 		d.KernelVersion = node.Kernel.Version
 		d.KernelArgs = strings.Join(node.Kernel.Args, " ")
+	}
+	if meta != nil {
+		d.MemNeed, d.MemDetail = ipxe.MemNeed(ipxe.Memory{Kernel: meta.KernelSize(), Image: meta.Size,
+			Unpacked: meta.MemUnpacked(), KernelArgs: d.KernelArgs})
 	}
 	for name, nd := range node.NetDevs {
 		if nd == nil {
