@@ -91,7 +91,7 @@ type Result struct {
 
 // fingerprintVersion changes whenever the archive layout produced from the
 // same tree changes, invalidating earlier fingerprints.
-const fingerprintVersion = "wwboot-image-1"
+const fingerprintVersion = "wwboot-image-2"
 
 // BuildDir builds the tree at dir into w. See Build.
 func BuildDir(ctx context.Context, w io.Writer, dir string, opts Options) (Result, error) {
@@ -377,7 +377,7 @@ func writeEntry(fsys fs.FS, cw *Writer, e *entry, log *slog.Logger) error {
 			ra = &seqReaderAt{r: io.LimitReader(f, size)}
 		}
 		if err := cw.WriteRecord(cpio.Record{ReaderAt: ra, Info: info}); err != nil {
-			return fmt.Errorf("/%s: %w", e.name, err)
+			return err // names the file
 		}
 		return f.Close()
 	default:
@@ -432,7 +432,7 @@ func newFingerprinter(opts Options, comp Compression, excludes []string) *finger
 	if level == 0 {
 		level = comp.DefaultLevel()
 	}
-	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%d\x00%q\n", fingerprintVersion, comp, level, unixTime(opts.MTimeClamp), excludes)
+	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%t\x00%d\x00%q\n", fingerprintVersion, comp, level, opts.MTimeClamp.IsZero(), unixTime(opts.MTimeClamp), excludes)
 	return f
 }
 
