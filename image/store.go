@@ -46,7 +46,8 @@ type Meta struct {
 	BuiltAt          time.Time   `json:"built_at"`          // when the archive was written
 	Excludes         []string    `json:"excludes,omitempty"`
 	NoDefaultExcl    bool        `json:"no_default_excludes,omitempty"`
-	KernelOption     string      `json:"kernel_option,omitempty"` // --kernel as given
+	KeepHostFiles    bool        `json:"keep_host_files,omitempty"` // built with Options.KeepHostFiles
+	KernelOption     string      `json:"kernel_option,omitempty"`   // --kernel as given
 	// Fingerprint identifies the tree metadata and options the image was
 	// built from; empty when the tree was being modified during the build.
 	Fingerprint string `json:"fingerprint,omitempty"`
@@ -316,6 +317,10 @@ type BuildOptions struct {
 	Kernel string
 	// Force rebuilds even when the tree is unchanged.
 	Force bool
+	// DropHostFiles undoes an earlier build's KeepHostFiles: Store.Build
+	// keeps per-host files when the image was last built keeping them,
+	// unless this is set.
+	DropHostFiles bool
 }
 
 // BuildResult says what Store.Build did.
@@ -324,6 +329,10 @@ type BuildResult struct {
 	// Rebuilt is false when the tree and options were unchanged and the
 	// published image was kept (one metadata walk, no compression).
 	Rebuilt bool
+	// HostFilesOut and HostFilesEmptied list the per-host files the build
+	// left out or archived empty (see DefaultHostFiles); empty when not
+	// Rebuilt.
+	HostFilesOut, HostFilesEmptied []string
 }
 
 // Import makes the image name from src: a directory (the image is built from
@@ -411,6 +420,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		if bo.Kernel == "" {
 			bo.Kernel = prev.KernelOption
 		}
+		o.KeepHostFiles = o.KeepHostFiles || (prev.KeepHostFiles && !bo.DropHostFiles)
 	}
 	if o.Compression == "" {
 		o.Compression = Gzip
@@ -464,6 +474,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		Compression: o.Compression, Level: o.Level, UncompressedSize: res.UncompressedSize,
 		Source: source, Root: root, Files: res.Files, BuiltAt: builtAt,
 		Excludes: o.Excludes, NoDefaultExcl: o.NoDefaultExcludes, KernelOption: bo.Kernel,
+		KeepHostFiles: o.KeepHostFiles,
 	}
 	if res.Fingerprint != "" {
 		m.Fingerprint = combine(res.Fingerprint, kid)
@@ -489,7 +500,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 	if err != nil {
 		return BuildResult{}, err
 	}
-	return BuildResult{Meta: m, Rebuilt: true}, nil
+	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied}, nil
 }
 
 func combine(treeFP, kernelID string) string {
