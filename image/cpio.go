@@ -86,6 +86,10 @@ func newcMTime(v uint64) uint64 {
 // Minor, Rmajor, Rminor) or mtime above 2^32-1, or a name longer than
 // MaxNameLen. u-root's encoder would silently keep the low 32 bits.
 func CheckNewc(info cpio.Info) error {
+	if info.FileSize|info.UID|info.GID|info.Ino|info.NLink|info.Major|info.Minor|info.Rmajor|info.Rminor|info.MTime|info.Mode <= MaxNewcField &&
+		len(info.Name) <= MaxNameLen {
+		return nil // the common case, without allocating
+	}
 	name := "/" + strings.TrimLeft(info.Name, "/")
 	if info.FileSize > MaxFileSize {
 		return fmt.Errorf("%s: %d bytes: %w", name, info.FileSize, ErrFileTooLarge)
@@ -117,14 +121,22 @@ func CheckNewc(info cpio.Info) error {
 }
 
 // EncodeRecord writes rec as one newc record to w, which must be at a 4-byte
-// aligned offset of the archive (the record ends 4-byte aligned too). It is
-// the one newc encoder of wwboot: Writer and the overlay packer both use it.
-// The mtime follows the NewcSeconds rule (a uint64 of 2^63 or more counts as
-// a negative time); every other field is checked with CheckNewc, and rec is
-// not written when one does not fit. It adds nothing (no parents, inode
-// numbering or link handling: see Writer for those). rec.ReaderAt supplies
-// exactly rec.FileSize bytes; without a ReaderAt the size is written as 0.
+// aligned offset of the archive (the record ends 4-byte aligned too). With
+// AppendRecord it is the one newc encoder of wwboot: Writer and the overlay
+// packer both use it, and the bytes are those of u-root's and GNU cpio's
+// newc writers (upper-case hex, zero check field). The mtime follows the
+// NewcSeconds rule (a uint64 of 2^63 or more counts as a negative time);
+// every other field is checked with CheckNewc, and nothing is written when
+// one does not fit. It adds nothing (no parents, inode numbering or link
+// handling: see Writer for those). rec.ReaderAt supplies exactly
+// rec.FileSize bytes; without a ReaderAt the size is written as 0.
 func EncodeRecord(w io.Writer, rec cpio.Record) error {
+	return encodeRecord(w, rec, nil)
+}
+
+// encodeRecord is EncodeRecord copying file data through buf (allocated
+// when nil).
+func encodeRecord(w io.Writer, rec cpio.Record, buf []byte) error {
 	rec.MTime = newcMTime(rec.MTime)
 	if rec.ReaderAt == nil {
 		rec.FileSize = 0
@@ -132,12 +144,74 @@ func EncodeRecord(w io.Writer, rec cpio.Record) error {
 	if err := CheckNewc(rec.Info); err != nil {
 		return err
 	}
-	// A fresh u-root writer per record: its padding is relative to where
-	// it started, which is aligned, and its dedup map stays one entry.
-	if err := cpio.Newc.Writer(w).WriteRecord(rec); err != nil {
+	hdr := appendHeader(make([]byte, 0, newcHeaderLen+len(rec.Name)+4), rec.Info)
+	if _, err := w.Write(hdr); err != nil {
 		return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
 	}
+	if rec.FileSize == 0 {
+		return nil
+	}
+	if buf == nil {
+		buf = make([]byte, 32<<10)
+	}
+	n, err := io.CopyBuffer(w, io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)), buf)
+	if err != nil {
+		return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
+	}
+	if n != int64(rec.FileSize) {
+		return fmt.Errorf("/%s: %d of %d bytes read (did the file shrink while it was archived?); the archive is incomplete", strings.TrimLeft(rec.Name, "/"), n, rec.FileSize)
+	}
+	if pad := (4 - n%4) % 4; pad > 0 {
+		if _, err := w.Write(make([]byte, pad)); err != nil {
+			return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
+		}
+	}
 	return nil
+}
+
+// AppendRecord appends one newc record (header, name, data, padding) for
+// info and the file data to b, whose length must be a multiple of 4 (a whole
+// number of records); the data's length is the record's size (a symlink's
+// data is its target). Times and fields are treated as by EncodeRecord; on
+// an error b is returned unchanged.
+func AppendRecord(b []byte, info cpio.Info, data []byte) ([]byte, error) {
+	info.MTime = newcMTime(info.MTime)
+	info.FileSize = uint64(len(data))
+	if err := CheckNewc(info); err != nil {
+		return b, err
+	}
+	b = appendHeader(b, info)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b, nil
+}
+
+// newcHeaderLen is the length of a newc header: the magic and 13 fields of
+// eight hexadecimal digits.
+const newcHeaderLen = 6 + 13*8
+
+// appendHeader appends the header and the NUL-terminated name of info,
+// padded to 4 bytes, to b (whose length is a multiple of 4). The fields must
+// have passed CheckNewc.
+func appendHeader(b []byte, info cpio.Info) []byte {
+	b = append(b, "070701"...)
+	for _, v := range [13]uint64{
+		info.Ino, info.Mode, info.UID, info.GID, info.NLink, info.MTime, info.FileSize,
+		info.Major, info.Minor, info.Rmajor, info.Rminor, uint64(len(info.Name) + 1), 0, // check
+	} {
+		const digits = "0123456789ABCDEF"
+		for shift := 28; shift >= 0; shift -= 4 {
+			b = append(b, digits[v>>uint(shift)&0xf])
+		}
+	}
+	b = append(b, info.Name...)
+	b = append(b, 0)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
 }
 
 // WriterOptions tune a Writer. The zero value is usable.
@@ -187,6 +261,7 @@ type Writer struct {
 	opts    WriterOptions
 	clamp   uint64 // newc mtime cap, when clampOn
 	clampOn bool
+	buf     []byte // copies file data
 	dirs    map[string]struct{}
 	links   map[linkKey]uint64
 	nextIno uint64
@@ -277,7 +352,10 @@ func (w *Writer) WriteRecord(rec cpio.Record) error {
 
 // encode writes one record with EncodeRecord.
 func (w *Writer) encode(rec cpio.Record) error {
-	return EncodeRecord(&w.cw, rec)
+	if w.buf == nil {
+		w.buf = make([]byte, 64<<10)
+	}
+	return encodeRecord(&w.cw, rec, w.buf)
 }
 
 // parents emits the missing ancestors of name, outermost first.

@@ -238,3 +238,41 @@ func TestWriterErrorNamesTheFile(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrHeaderField))
 	assert.Contains(t, err.Error(), "/srv/data: uid 8589934592")
 }
+
+// TestEncoderMatchesURoot: EncodeRecord and AppendRecord write the bytes
+// u-root's newc writer writes for the same in-range record.
+func TestEncoderMatchesURoot(t *testing.T) {
+	recs := []cpio.Record{
+		{Info: cpio.Info{Name: "etc", Ino: 1, Mode: cpio.S_IFDIR | 0o755, NLink: 2, MTime: 1700000000}},
+		{Info: cpio.Info{Name: "etc/a", Ino: 0xABCDEF12, Mode: cpio.S_IFREG | 0o4755, UID: 1000, GID: 100, NLink: 1, MTime: math.MaxUint32, FileSize: 5}, ReaderAt: strings.NewReader("hello")},
+		{Info: cpio.Info{Name: "etc/bb", Ino: 3, Mode: cpio.S_IFREG | 0o644, NLink: 1, FileSize: 8}, ReaderAt: strings.NewReader("12345678")},
+		{Info: cpio.Info{Name: "l", Ino: 4, Mode: cpio.S_IFLNK | 0o777, NLink: 1, FileSize: 3}, ReaderAt: strings.NewReader("etc")},
+		{Info: cpio.Info{Name: "dev/sda", Ino: 5, Mode: cpio.S_IFBLK | 0o660, GID: 6, NLink: 1, Rmajor: 8, Rminor: 0xfffff}},
+		cpio.TrailerRecord,
+	}
+	var want, got bytes.Buffer
+	var appended []byte
+	for _, r := range recs {
+		require.NoError(t, cpio.Newc.Writer(&want).WriteRecord(r))
+		require.NoError(t, EncodeRecord(&got, r))
+		var data []byte
+		if r.ReaderAt != nil {
+			var err error
+			data, err = io.ReadAll(io.NewSectionReader(r.ReaderAt, 0, int64(r.FileSize)))
+			require.NoError(t, err)
+		}
+		var err error
+		appended, err = AppendRecord(appended, r.Info, data)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, want.String(), got.String())
+	assert.Equal(t, want.String(), string(appended))
+}
+
+// TestEncodeRecordShortData: a file that yields fewer bytes than its size
+// is an error naming it, not a corrupt archive.
+func TestEncodeRecordShortData(t *testing.T) {
+	err := EncodeRecord(io.Discard, cpio.Record{Info: cpio.Info{Name: "var/log/x", Mode: cpio.S_IFREG | 0o644, FileSize: 10}, ReaderAt: strings.NewReader("short")})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "/var/log/x: 5 of 10 bytes")
+}

@@ -52,7 +52,7 @@ func unixPerm(m fs.FileMode) uint32 {
 	return u
 }
 
-// appendNewc appends rec in newc format, encoded by image.EncodeRecord (the
+// appendNewc appends rec in newc format, encoded by image.AppendRecord (the
 // one newc encoder: field checks, and the image.NewcSeconds rule for times, so
 // a file without a time is dated 1970 rather than a wrapped 2042). Inode
 // numbers are a hash of the path (links are 1, so GNU cpio and the kernel
@@ -70,17 +70,13 @@ func appendNewc(b []byte, rec *record) ([]byte, error) {
 	info := cpio.Info{
 		Name: rec.path, Ino: uint64(h.Sum32()), Mode: uint64(rec.mode),
 		UID: newcID(rec.uid), GID: newcID(rec.gid), NLink: nlink,
-		MTime: image.NewcSeconds(rec.mtime), FileSize: uint64(len(rec.data)),
+		MTime: image.NewcSeconds(rec.mtime),
 	}
-	var ra io.ReaderAt
-	if len(rec.data) > 0 {
-		ra = bytes.NewReader(rec.data)
-	}
-	buf := appendBuffer{b: b}
-	if err := image.EncodeRecord(&buf, cpio.Record{ReaderAt: ra, Info: info}); err != nil {
+	out, err := image.AppendRecord(b, info, rec.data)
+	if err != nil {
 		return b, fmt.Errorf("overlay file %w", err)
 	}
-	return buf.b, nil
+	return out, nil
 }
 
 // newcID converts an owner id; a negative one becomes a value CheckNewc
@@ -90,14 +86,6 @@ func newcID(id int) uint64 {
 		return math.MaxUint64
 	}
 	return uint64(id)
-}
-
-// appendBuffer is an io.Writer appending to a byte slice.
-type appendBuffer struct{ b []byte }
-
-func (a *appendBuffer) Write(p []byte) (int, error) {
-	a.b = append(a.b, p...)
-	return len(p), nil
 }
 
 func pad4(b []byte) []byte {
@@ -123,9 +111,8 @@ func padMember(gz []byte, k int) []byte {
 
 // appendTrailer appends the newc end-of-archive record.
 func appendTrailer(b []byte) []byte {
-	buf := appendBuffer{b: b}
-	_ = image.EncodeRecord(&buf, cpio.TrailerRecord) // fixed, valid fields; appending cannot fail
-	return buf.b
+	b, _ = image.AppendRecord(b, cpio.TrailerRecord.Info, nil) // fixed, valid fields: no error
+	return b
 }
 
 // segment is one gzip member of an archive, shared between archives.
