@@ -37,6 +37,10 @@ type Options struct {
 	NoDefaultExcludes bool
 	// NoImageExcludes ignores the tree's /etc/warewulf/excludes.
 	NoImageExcludes bool
+	// KeepHostFiles archives the per-host files (DefaultHostFiles) as they
+	// are in the tree. Without it they are left out or emptied; a
+	// "!PATTERN" in the image's excludes file or in Excludes keeps one.
+	KeepHostFiles bool
 	// MTimeClamp, when not zero, caps mtimes as SOURCE_DATE_EPOCH does.
 	MTimeClamp time.Time
 	// Progress, when not nil, is called from the building goroutine at
@@ -91,11 +95,14 @@ type Result struct {
 	SHA256 string
 	// Excludes are the patterns that were in force, in order.
 	Excludes []string
+	// HostFilesOut are the per-host files (and directories) left out,
+	// and HostFilesEmptied those archived empty, as "/path", in walk order.
+	HostFilesOut, HostFilesEmptied []string
 }
 
 // fingerprintVersion changes whenever the archive layout produced from the
 // same tree changes, invalidating earlier fingerprints.
-const fingerprintVersion = "wwboot-image-1"
+const fingerprintVersion = "wwboot-image-2"
 
 // BuildDir builds the tree at dir into w. See Build.
 func BuildDir(ctx context.Context, w io.Writer, dir string, opts Options) (Result, error) {
@@ -147,7 +154,14 @@ func Build(ctx context.Context, w io.Writer, fsys fs.FS, opts Options) (Result, 
 	prog := Progress{TotalFiles: opts.Expect.Files, TotalBytes: opts.Expect.Bytes}
 	var ram ramCounter
 
-	err = walk(ctx, fsys, ex, func(e *entry) error {
+	hostOut := func(name string, emptied bool) {
+		if emptied {
+			res.HostFilesEmptied = append(res.HostFilesEmptied, "/"+name)
+		} else {
+			res.HostFilesOut = append(res.HostFilesOut, "/"+name)
+		}
+	}
+	err = walk(ctx, fsys, ex, hostOut, func(e *entry) error {
 		if err := writeEntry(fsys, cw, e, opts.Log); err != nil {
 			return err
 		}
@@ -202,7 +216,7 @@ func Scan(ctx context.Context, fsys fs.FS, opts Options) (Stats, error) {
 		return Stats{}, err
 	}
 	fp := newFingerprinter(opts, comp, ex.Patterns())
-	err = walk(ctx, fsys, ex, func(e *entry) error {
+	err = walk(ctx, fsys, ex, nil, func(e *entry) error {
 		if e.info.Mode()&fs.ModeSymlink != 0 {
 			t, err := fs.ReadLink(fsys, e.name)
 			if err != nil {
@@ -223,6 +237,11 @@ func excluderFor(fsys fs.FS, opts Options) (*Excluder, error) {
 	ex := &Excluder{}
 	if !opts.NoDefaultExcludes {
 		if err := ex.Add("default excludes", DefaultExcludes()...); err != nil {
+			return nil, err
+		}
+	}
+	if !opts.KeepHostFiles {
+		if err := ex.AddHostFiles(DefaultHostFiles()...); err != nil {
 			return nil, err
 		}
 	}
@@ -253,11 +272,15 @@ type entry struct {
 	info   fs.FileInfo
 	st     *syscall.Stat_t // nil when the file system gives none
 	target string          // symlink target, filled by writeEntry/Scan
+	empty  bool            // a per-host regular file archived without content
 }
 
 func (e *entry) contentSize() int64 {
 	switch e.info.Mode().Type() {
 	case 0:
+		if e.empty {
+			return 0
+		}
 		return e.info.Size()
 	case fs.ModeSymlink:
 		return int64(len(e.target))
@@ -266,13 +289,17 @@ func (e *entry) contentSize() int64 {
 }
 
 // walk calls fn for every included entry below the root, depth first, each
-// directory's entries in name order (so parents precede children). It holds
+// directory's entries in name order (so parents precede children), and
+// host (when not nil) for every per-host file left out or emptied. It holds
 // only the entry lists of the directories on the current path.
-func walk(ctx context.Context, fsys fs.FS, ex *Excluder, fn func(*entry) error) error {
-	return walkDir(ctx, fsys, ".", ex, fn)
+func walk(ctx context.Context, fsys fs.FS, ex *Excluder, host func(name string, emptied bool), fn func(*entry) error) error {
+	if host == nil {
+		host = func(string, bool) {}
+	}
+	return walkDir(ctx, fsys, ".", ex, host, fn)
 }
 
-func walkDir(ctx context.Context, fsys fs.FS, dir string, ex *Excluder, fn func(*entry) error) error {
+func walkDir(ctx context.Context, fsys fs.FS, dir string, ex *Excluder, host func(string, bool), fn func(*entry) error) error {
 	ents, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return fmt.Errorf("reading directory /%s: %w", displayDir(dir), err)
@@ -285,14 +312,21 @@ func walkDir(ctx context.Context, fsys fs.FS, dir string, ex *Excluder, fn func(
 		if dir != "." {
 			name = dir + "/" + name
 		}
-		if ex.Excluded(name) {
+		decision := ex.Decide(name, de.Type())
+		switch decision {
+		case Exclude:
 			continue
+		case HostOut:
+			host(name, false)
+			continue
+		case HostZero:
+			host(name, true)
 		}
 		info, err := de.Info()
 		if err != nil {
 			return fmt.Errorf("stat /%s: %w", name, err)
 		}
-		e := &entry{name: name, info: info}
+		e := &entry{name: name, info: info, empty: decision == HostZero && info.Mode().IsRegular()}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok {
 			e.st = st
 		}
@@ -300,7 +334,7 @@ func walkDir(ctx context.Context, fsys fs.FS, dir string, ex *Excluder, fn func(
 			return err
 		}
 		if info.IsDir() {
-			if err := walkDir(ctx, fsys, name, ex, fn); err != nil {
+			if err := walkDir(ctx, fsys, name, ex, host, fn); err != nil {
 				return err
 			}
 		}
@@ -364,6 +398,12 @@ func writeEntry(fsys fs.FS, cw *Writer, e *entry, log *slog.Logger) error {
 		info.FileSize = uint64(len(t))
 		return cw.WriteRecord(cpio.Record{ReaderAt: stringReaderAt(t), Info: info})
 	case cpio.S_IFREG:
+		if e.empty {
+			// A per-host file kept as an empty file, apart from any
+			// hard links it has.
+			info.FileSize, info.NLink = 0, 1
+			return cw.WriteRecord(cpio.Record{Info: info})
+		}
 		size := e.info.Size()
 		if size > MaxFileSize {
 			return fmt.Errorf("/%s: %d bytes: %w", e.name, size, ErrFileTooLarge)
@@ -384,7 +424,7 @@ func writeEntry(fsys fs.FS, cw *Writer, e *entry, log *slog.Logger) error {
 			ra = &seqReaderAt{r: io.LimitReader(f, size)}
 		}
 		if err := cw.WriteRecord(cpio.Record{ReaderAt: ra, Info: info}); err != nil {
-			return fmt.Errorf("/%s: %w", e.name, err)
+			return err // names the file
 		}
 		return f.Close()
 	default:
@@ -439,7 +479,7 @@ func newFingerprinter(opts Options, comp Compression, excludes []string) *finger
 	if level == 0 {
 		level = comp.DefaultLevel()
 	}
-	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%d\x00%q\n", fingerprintVersion, comp, level, unixTime(opts.MTimeClamp), excludes)
+	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%t\x00%d\x00%q\n", fingerprintVersion, comp, level, opts.MTimeClamp.IsZero(), unixTime(opts.MTimeClamp), excludes)
 	return f
 }
 

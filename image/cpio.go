@@ -18,9 +18,201 @@ import (
 // is 32 bits wide. Larger files are rejected with ErrFileTooLarge.
 const MaxFileSize = math.MaxUint32
 
-// ErrFileTooLarge is returned (wrapped, naming the file) for a regular file of
-// 4 GiB or more, which newc cpio cannot represent.
+// MaxNewcField is the largest value of any newc header field: each is eight
+// hexadecimal digits (32 bits).
+const MaxNewcField = math.MaxUint32
+
+// MaxNameLen is the longest record name, in bytes without the terminating
+// NUL, that the kernel unpacks: init/initramfs.c skips a record whose name
+// (with its NUL) is longer than PATH_MAX (4096) without a word.
+const MaxNameLen = 4095
+
+// ErrFileTooLarge is returned (wrapped, naming the file) for a file of 4 GiB
+// or more, which newc cpio cannot represent.
 var ErrFileTooLarge = errors.New("file is 4 GiB or larger: newc cpio cannot hold it; exclude it (--exclude) or shrink it")
+
+// ErrHeaderField is returned (wrapped, naming the entry, the field and its
+// value) when a value other than a time does not fit its newc header field:
+// an owner, inode, link count or device number above 2^32-1, or a name the
+// kernel would skip. Times are never an error; see NewcSeconds.
+var ErrHeaderField = errors.New("value does not fit its newc cpio header field")
+
+// NewcSeconds returns the mtime field a newc header holds for sec seconds
+// since 1970-01-01 UTC. The field is an unsigned 32-bit number, so the rule,
+// the same in every archive wwboot writes (images and overlays), is:
+//
+//   - sec < 0 (a time before 1970, including Go's zero time.Time, whose Unix
+//     value is -62135596800) gives 0, 1970-01-01T00:00:00Z: newc cannot
+//     express those times, 0 is the conventional "no time" of reproducible
+//     archives (SOURCE_DATE_EPOCH=0, u-root's MakeReproducible), and it
+//     keeps the build deterministic. Truncating instead is what dated
+//     built-in overlay files 2042-07-14 on the nodes.
+//   - sec > 2^32-1 (after 2106-02-07T06:28:15Z) gives 2^32-1, the last
+//     second the field holds; truncating would wrap it to a date near 1970.
+//
+// A caller that has a better time for an entry without one (such as the
+// embedded built-in overlays) sets it before writing.
+func NewcSeconds(sec int64) uint64 {
+	switch {
+	case sec < 0:
+		return 0
+	case sec > MaxNewcField:
+		return MaxNewcField
+	}
+	return uint64(sec)
+}
+
+// NewcTime is NewcSeconds for a time.Time (the zero time gives 0).
+func NewcTime(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return NewcSeconds(t.Unix())
+}
+
+// newcMTime applies the NewcSeconds rule to an mtime already held as a
+// uint64 in a cpio.Info: values of 2^63 and more are negative int64 times
+// converted without care and give 0, other values above 2^32-1 give 2^32-1.
+func newcMTime(v uint64) uint64 {
+	if v >= 1<<63 {
+		return 0
+	}
+	return NewcSeconds(int64(v))
+}
+
+// CheckNewc reports, as an error wrapping ErrHeaderField or ErrFileTooLarge
+// and naming the entry and field, the first field of info that a newc header
+// cannot hold: file size, inode, uid, gid, link count, device numbers (Major,
+// Minor, Rmajor, Rminor) or mtime above 2^32-1, or a name longer than
+// MaxNameLen. u-root's encoder would silently keep the low 32 bits.
+func CheckNewc(info cpio.Info) error {
+	if info.FileSize|info.UID|info.GID|info.Ino|info.NLink|info.Major|info.Minor|info.Rmajor|info.Rminor|info.MTime|info.Mode <= MaxNewcField &&
+		len(info.Name) <= MaxNameLen {
+		return nil // the common case, without allocating
+	}
+	name := "/" + strings.TrimLeft(info.Name, "/")
+	if info.FileSize > MaxFileSize {
+		return fmt.Errorf("%s: %d bytes: %w", name, info.FileSize, ErrFileTooLarge)
+	}
+	for _, f := range []struct {
+		field string
+		v     uint64
+		hint  string
+	}{
+		{"uid", info.UID, "give it an owner below 4294967296 (chown)"},
+		{"gid", info.GID, "give it a group below 4294967296 (chgrp)"},
+		{"inode", info.Ino, "the archive holds too many entries"},
+		{"link count", info.NLink, "the file has too many hard links"},
+		{"device major", info.Major, "report this as a bug"},
+		{"device minor", info.Minor, "report this as a bug"},
+		{"device node major", info.Rmajor, "remove or exclude the device node"},
+		{"device node minor", info.Rminor, "remove or exclude the device node"},
+		{"mtime", info.MTime, "set a time before 2106 (touch)"},
+		{"mode", info.Mode, "report this as a bug"},
+	} {
+		if f.v > MaxNewcField {
+			return fmt.Errorf("%s: %s %d: %w (at most %d); %s", name, f.field, f.v, ErrHeaderField, uint64(MaxNewcField), f.hint)
+		}
+	}
+	if len(info.Name) > MaxNameLen {
+		return fmt.Errorf("%s: name of %d bytes: %w (the kernel skips names longer than %d bytes); exclude it or shorten the path", name[:64]+"...", len(info.Name), ErrHeaderField, MaxNameLen)
+	}
+	return nil
+}
+
+// EncodeRecord writes rec as one newc record to w, which must be at a 4-byte
+// aligned offset of the archive (the record ends 4-byte aligned too). With
+// AppendRecord it is the one newc encoder of wwboot: Writer and the overlay
+// packer both use it, and the bytes are those of u-root's and GNU cpio's
+// newc writers (upper-case hex, zero check field). The mtime follows the
+// NewcSeconds rule (a uint64 of 2^63 or more counts as a negative time);
+// every other field is checked with CheckNewc, and nothing is written when
+// one does not fit. It adds nothing (no parents, inode numbering or link
+// handling: see Writer for those). rec.ReaderAt supplies exactly
+// rec.FileSize bytes; without a ReaderAt the size is written as 0.
+func EncodeRecord(w io.Writer, rec cpio.Record) error {
+	return encodeRecord(w, rec, nil)
+}
+
+// encodeRecord is EncodeRecord copying file data through buf (allocated
+// when nil).
+func encodeRecord(w io.Writer, rec cpio.Record, buf []byte) error {
+	rec.MTime = newcMTime(rec.MTime)
+	if rec.ReaderAt == nil {
+		rec.FileSize = 0
+	}
+	if err := CheckNewc(rec.Info); err != nil {
+		return err
+	}
+	hdr := appendHeader(make([]byte, 0, newcHeaderLen+len(rec.Name)+4), rec.Info)
+	if _, err := w.Write(hdr); err != nil {
+		return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
+	}
+	if rec.FileSize == 0 {
+		return nil
+	}
+	if buf == nil {
+		buf = make([]byte, 32<<10)
+	}
+	n, err := io.CopyBuffer(w, io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)), buf)
+	if err != nil {
+		return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
+	}
+	if n != int64(rec.FileSize) {
+		return fmt.Errorf("/%s: %d of %d bytes read (did the file shrink while it was archived?); the archive is incomplete", strings.TrimLeft(rec.Name, "/"), n, rec.FileSize)
+	}
+	if pad := (4 - n%4) % 4; pad > 0 {
+		if _, err := w.Write(make([]byte, pad)); err != nil {
+			return fmt.Errorf("/%s: writing cpio record: %w", strings.TrimLeft(rec.Name, "/"), err)
+		}
+	}
+	return nil
+}
+
+// AppendRecord appends one newc record (header, name, data, padding) for
+// info and the file data to b, whose length must be a multiple of 4 (a whole
+// number of records); the data's length is the record's size (a symlink's
+// data is its target). Times and fields are treated as by EncodeRecord; on
+// an error b is returned unchanged.
+func AppendRecord(b []byte, info cpio.Info, data []byte) ([]byte, error) {
+	info.MTime = newcMTime(info.MTime)
+	info.FileSize = uint64(len(data))
+	if err := CheckNewc(info); err != nil {
+		return b, err
+	}
+	b = appendHeader(b, info)
+	b = append(b, data...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b, nil
+}
+
+// newcHeaderLen is the length of a newc header: the magic and 13 fields of
+// eight hexadecimal digits.
+const newcHeaderLen = 6 + 13*8
+
+// appendHeader appends the header and the NUL-terminated name of info,
+// padded to 4 bytes, to b (whose length is a multiple of 4). The fields must
+// have passed CheckNewc.
+func appendHeader(b []byte, info cpio.Info) []byte {
+	b = append(b, "070701"...)
+	for _, v := range [13]uint64{
+		info.Ino, info.Mode, info.UID, info.GID, info.NLink, info.MTime, info.FileSize,
+		info.Major, info.Minor, info.Rmajor, info.Rminor, uint64(len(info.Name) + 1), 0, // check
+	} {
+		const digits = "0123456789ABCDEF"
+		for shift := 28; shift >= 0; shift -= 4 {
+			b = append(b, digits[v>>uint(shift)&0xf])
+		}
+	}
+	b = append(b, info.Name...)
+	b = append(b, 0)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
 
 // WriterOptions tune a Writer. The zero value is usable.
 type WriterOptions struct {
@@ -38,21 +230,24 @@ type WriterOptions struct {
 
 // Writer writes a newc cpio archive record by record, as a stream. It
 // implements u-root's cpio.RecordWriter and encodes every record with
-// u-root's newc writer, adding what an initramfs needs and u-root leaves out:
+// EncodeRecord (u-root's newc encoder behind field checks), adding what an
+// initramfs needs and u-root leaves out:
 //
 //   - Parent directories: before a record, every missing ancestor directory
 //     is emitted (mode WriterOptions.ParentMode, root:root), so the kernel,
 //     which does not create parents, never drops an entry. A parent written
 //     explicitly before its children keeps its own mode and owner.
-//   - Owners are kept (cpio.MakeReproducible would zero them); mtimes are
-//     clamped to WriterOptions.MTimeClamp; device numbers of the source file
+//   - Owners are kept (cpio.MakeReproducible would zero them); mtimes follow
+//     the NewcSeconds rule (before 1970 -> 0, after 2106 -> 2^32-1) and are
+//     then capped at WriterOptions.MTimeClamp; device numbers of the source file
 //     system are dropped and inode numbers are assigned sequentially, so the
 //     same records produce the same bytes.
 //   - Hard links: regular-file records with NLink > 1 that share (Dev, Ino)
 //     get the same archive inode; the first one carries the data, later ones
 //     are written empty, which both the kernel and GNU cpio turn into links.
-//   - Sizes of 4 GiB or more are rejected with ErrFileTooLarge instead of
-//     being silently truncated.
+//   - Sizes of 4 GiB or more are rejected with ErrFileTooLarge, and owners,
+//     device node numbers or names a newc header cannot hold with
+//     ErrHeaderField (see CheckNewc), instead of being silently truncated.
 //   - Close writes the trailer and pads the archive to
 //     WriterOptions.TrailerAlign, so the output can be concatenated with
 //     other archives (compressed or not) into one initramfs.
@@ -64,7 +259,9 @@ type WriterOptions struct {
 type Writer struct {
 	cw      countWriter
 	opts    WriterOptions
-	clamp   uint64
+	clamp   uint64 // newc mtime cap, when clampOn
+	clampOn bool
+	buf     []byte // copies file data
 	dirs    map[string]struct{}
 	links   map[linkKey]uint64
 	nextIno uint64
@@ -82,8 +279,9 @@ func NewWriter(w io.Writer, opts WriterOptions) *Writer {
 		opts.TrailerAlign = 4
 	}
 	cw := &Writer{cw: countWriter{w: w}, opts: opts, dirs: map[string]struct{}{}, links: map[linkKey]uint64{}}
-	if !opts.MTimeClamp.IsZero() && opts.MTimeClamp.Unix() > 0 {
-		cw.clamp = uint64(opts.MTimeClamp.Unix())
+	if !opts.MTimeClamp.IsZero() {
+		// SOURCE_DATE_EPOCH=0 is a valid clamp: every time becomes 0.
+		cw.clamp, cw.clampOn = NewcTime(opts.MTimeClamp), true
 	}
 	return cw
 }
@@ -106,8 +304,8 @@ func (w *Writer) WriteRecord(rec cpio.Record) error {
 	if name == ".." || strings.HasPrefix(name, "../") {
 		return fmt.Errorf("cpio record %q: name leaves the archive root", rec.Name)
 	}
-	if rec.Mode&cpio.S_IFMT == cpio.S_IFREG && rec.FileSize > MaxFileSize {
-		return fmt.Errorf("%s: %d bytes: %w", name, rec.FileSize, ErrFileTooLarge)
+	if rec.FileSize > MaxFileSize {
+		return fmt.Errorf("/%s: %d bytes: %w", name, rec.FileSize, ErrFileTooLarge)
 	}
 	if err := w.parents(name); err != nil {
 		return err
@@ -117,7 +315,8 @@ func (w *Writer) WriteRecord(rec cpio.Record) error {
 	if isDir {
 		w.dirs[name] = struct{}{}
 	}
-	if w.clamp != 0 && rec.MTime > w.clamp {
+	rec.MTime = newcMTime(rec.MTime)
+	if w.clampOn && rec.MTime > w.clamp {
 		rec.MTime = w.clamp
 	}
 	key := linkKey{rec.Dev, rec.Major, rec.Minor, rec.Ino}
@@ -151,15 +350,12 @@ func (w *Writer) WriteRecord(rec cpio.Record) error {
 	return w.encode(rec)
 }
 
-// encode writes one record with u-root's newc writer. A fresh u-root writer
-// is used per record: its padding is relative to where it started, and every
-// record starts 4-byte aligned; this also keeps u-root's name map from
-// growing with the archive.
+// encode writes one record with EncodeRecord.
 func (w *Writer) encode(rec cpio.Record) error {
-	if err := cpio.Newc.Writer(&w.cw).WriteRecord(rec); err != nil {
-		return fmt.Errorf("%s: writing cpio record: %w", rec.Name, err)
+	if w.buf == nil {
+		w.buf = make([]byte, 64<<10)
 	}
-	return nil
+	return encodeRecord(&w.cw, rec, w.buf)
 }
 
 // parents emits the missing ancestors of name, outermost first.
@@ -215,7 +411,7 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.closed = true
-	if err := cpio.Newc.Writer(&w.cw).WriteRecord(cpio.TrailerRecord); err != nil {
+	if err := EncodeRecord(&w.cw, cpio.TrailerRecord); err != nil {
 		return fmt.Errorf("writing cpio trailer: %w", err)
 	}
 	return PadTo(&w.cw, w.cw.n, w.opts.TrailerAlign)
@@ -301,12 +497,7 @@ func unixType(m fs.FileMode) uint64 {
 	return 0
 }
 
-func unixTime(t time.Time) uint64 {
-	if t.IsZero() || t.Unix() < 0 {
-		return 0
-	}
-	return uint64(t.Unix())
-}
+func unixTime(t time.Time) uint64 { return NewcTime(t) }
 
 func normalizeName(name string) string {
 	name = strings.TrimLeft(name, "/")

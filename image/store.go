@@ -51,7 +51,8 @@ type Meta struct {
 	BuiltAt       time.Time `json:"built_at"`              // when the archive was written
 	Excludes      []string  `json:"excludes,omitempty"`
 	NoDefaultExcl bool      `json:"no_default_excludes,omitempty"`
-	KernelOption  string    `json:"kernel_option,omitempty"` // --kernel as given
+	KeepHostFiles bool      `json:"keep_host_files,omitempty"` // built with Options.KeepHostFiles
+	KernelOption  string    `json:"kernel_option,omitempty"`   // --kernel as given
 	// Fingerprint identifies the tree metadata and options the image was
 	// built from; empty when the tree was being modified during the build.
 	Fingerprint string `json:"fingerprint,omitempty"`
@@ -344,6 +345,10 @@ type BuildOptions struct {
 	Kernel string
 	// Force rebuilds even when the tree is unchanged.
 	Force bool
+	// DropHostFiles undoes an earlier build's KeepHostFiles: Store.Build
+	// keeps per-host files when the image was last built keeping them,
+	// unless this is set.
+	DropHostFiles bool
 }
 
 // BuildResult says what Store.Build did.
@@ -352,6 +357,10 @@ type BuildResult struct {
 	// Rebuilt is false when the tree and options were unchanged and the
 	// published image was kept (one metadata walk, no compression).
 	Rebuilt bool
+	// HostFilesOut and HostFilesEmptied list the per-host files the build
+	// left out or archived empty (see DefaultHostFiles); empty when not
+	// Rebuilt.
+	HostFilesOut, HostFilesEmptied []string
 }
 
 // Import makes the image name from src: a directory (the image is built from
@@ -439,6 +448,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		if bo.Kernel == "" {
 			bo.Kernel = prev.KernelOption
 		}
+		o.KeepHostFiles = o.KeepHostFiles || (prev.KeepHostFiles && !bo.DropHostFiles)
 	}
 	if o.Compression == "" {
 		o.Compression = Gzip
@@ -492,6 +502,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		Compression: o.Compression, Level: o.Level, UncompressedSize: res.UncompressedSize, UnpackedSize: res.UnpackedSize,
 		Source: source, Root: root, Files: res.Files, BuiltAt: builtAt,
 		Excludes: o.Excludes, NoDefaultExcl: o.NoDefaultExcludes, KernelOption: bo.Kernel,
+		KeepHostFiles: o.KeepHostFiles,
 	}
 	if res.Fingerprint != "" {
 		m.Fingerprint = combine(res.Fingerprint, kid)
@@ -520,7 +531,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 	if err != nil {
 		return BuildResult{}, err
 	}
-	return BuildResult{Meta: m, Rebuilt: true}, nil
+	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied}, nil
 }
 
 func combine(treeFP, kernelID string) string {

@@ -50,7 +50,7 @@ func TestStoreIncrementalRebuild(t *testing.T) {
 	assert.Equal(t, fi.ModTime(), fi2.ModTime(), "image file rewritten")
 
 	// Same size, mtime put back: the change time still moves.
-	p := filepath.Join(src, "etc/hostname")
+	p := filepath.Join(src, "etc/shadow")
 	require.NoError(t, os.WriteFile(p, []byte("edit\n"), 0o644))
 	require.NoError(t, os.Chtimes(p, treeTime, treeTime))
 	old, err := os.Open(first.Path) // a transfer under way
@@ -143,7 +143,7 @@ func TestStoreImportDockerSave(t *testing.T) {
 	)
 	src := filepath.Join(t.TempDir(), "node.tar")
 	require.NoError(t, os.WriteFile(src, archive, 0o644))
-	res, err := s.Import(ctx, src, "rocky", BuildOptions{Options: Options{Compression: Zstd, NoDefaultExcludes: true}})
+	res, err := s.Import(ctx, src, "rocky", BuildOptions{Options: Options{Compression: Zstd, NoDefaultExcludes: true, KeepHostFiles: true}})
 	require.NoError(t, err)
 	assert.Equal(t, "5.14.0-362.el9.x86_64", res.KernelVersion)
 	assert.Equal(t, filepath.Join(s.Dir(), "roots", "rocky"), res.Root)

@@ -9,11 +9,15 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/wwboot/wwboot/image"
 )
 
 // Unix file type bits of a cpio mode.
@@ -48,25 +52,40 @@ func unixPerm(m fs.FileMode) uint32 {
 	return u
 }
 
-// appendNewc appends rec in newc format. Inode numbers are a hash of the
-// path (links are 1, so GNU cpio and the kernel never pair records by inode);
-// every record starts and ends 4-byte aligned, so records from different
-// gzip members concatenate into one valid archive.
-func appendNewc(b []byte, rec *record) []byte {
+// appendNewc appends rec in newc format, encoded by image.AppendRecord (the
+// one newc encoder: field checks, and the image.NewcSeconds rule for times, so
+// a file without a time is dated 1970 rather than a wrapped 2042). Inode
+// numbers are a hash of the path (links are 1, so GNU cpio and the kernel
+// never pair records by inode); every record starts and ends 4-byte aligned,
+// so records from different gzip members concatenate into one valid archive.
+// An error names the file and the field that does not fit (a uid or gid
+// outside 0..2^32-1, a name the kernel would skip).
+func appendNewc(b []byte, rec *record) ([]byte, error) {
 	h := fnv.New32a()
 	h.Write([]byte(rec.path))
-	nlink := 1
+	nlink := uint64(1)
 	if rec.mode&0o170000 == sIFDIR {
 		nlink = 2
 	}
-	b = fmt.Appendf(b, "070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		h.Sum32(), rec.mode, uint32(rec.uid), uint32(rec.gid), nlink, uint32(rec.mtime), len(rec.data),
-		0, 0, 0, 0, len(rec.path)+1, 0)
-	b = append(b, rec.path...)
-	b = append(b, 0)
-	b = pad4(b)
-	b = append(b, rec.data...)
-	return pad4(b)
+	info := cpio.Info{
+		Name: rec.path, Ino: uint64(h.Sum32()), Mode: uint64(rec.mode),
+		UID: newcID(rec.uid), GID: newcID(rec.gid), NLink: nlink,
+		MTime: image.NewcSeconds(rec.mtime),
+	}
+	out, err := image.AppendRecord(b, info, rec.data)
+	if err != nil {
+		return b, fmt.Errorf("overlay file %w", err)
+	}
+	return out, nil
+}
+
+// newcID converts an owner id; a negative one becomes a value CheckNewc
+// rejects rather than wrapping to 4294967295.
+func newcID(id int) uint64 {
+	if id < 0 {
+		return math.MaxUint64
+	}
+	return uint64(id)
 }
 
 func pad4(b []byte) []byte {
@@ -90,9 +109,10 @@ func padMember(gz []byte, k int) []byte {
 	return append(out, gz[10:]...)
 }
 
-// trailer is the newc end-of-archive record.
+// appendTrailer appends the newc end-of-archive record.
 func appendTrailer(b []byte) []byte {
-	return appendNewc(b, &record{path: "TRAILER!!!"})
+	b, _ = image.AppendRecord(b, cpio.TrailerRecord.Info, nil) // fixed, valid fields: no error
+	return b
 }
 
 // segment is one gzip member of an archive, shared between archives.
@@ -139,7 +159,10 @@ func (p *gzipPool) newSegment(recs []*record, last bool) (*segment, error) {
 	var raw []byte
 	s := &segment{recs: recs, dirs: map[string]bool{}}
 	for _, r := range recs {
-		raw = appendNewc(raw, r)
+		var err error
+		if raw, err = appendNewc(raw, r); err != nil {
+			return nil, err
+		}
 		if r.mode&0o170000 == sIFDIR {
 			s.dirs[r.path] = true
 		}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -74,7 +75,7 @@ type File struct {
 	Mode   fs.FileMode // type and permission bits
 	UID    int         // owner
 	GID    int         // group
-	MTime  time.Time   // modification time (zero for built-ins)
+	MTime  time.Time   // modification time (built-ins: BuiltinTime)
 	Data   []byte      // contents of a regular file (template source for .ww)
 	Target string      // symlink target
 
@@ -200,6 +201,31 @@ func (r *Renderer) loadSite(name, root string) (*Overlay, error) {
 	return o, r.prepare(o)
 }
 
+// BuiltinEpoch is the time of the built-in overlays' files in a binary built
+// without version control information (go test, -buildvcs=false): embed.FS
+// keeps no times, and a zero time would be 1970 on the node.
+// It is 2026-11-29T00:00:00Z, in seconds since 1970.
+const BuiltinEpoch = 1795910400
+
+// BuiltinTime is the modification time given to every file of the built-in
+// overlays (and what is rendered from them): the commit time of the wwboot
+// source the binary was built from (the vcs.time Go stamps into binaries
+// built from a checkout), which is when those files last could have changed,
+// or BuiltinEpoch when the binary carries none. It is fixed for a binary, so
+// archives stay reproducible.
+func BuiltinTime() time.Time {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.time" {
+				if t, err := time.Parse(time.RFC3339, s.Value); err == nil && t.Unix() > 0 {
+					return t.UTC()
+				}
+			}
+		}
+	}
+	return time.Unix(BuiltinEpoch, 0).UTC()
+}
+
 // loadBuiltin reads a built-in overlay from the embedded tree.
 func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {
 	root := "builtin/" + name + "/rootfs"
@@ -208,6 +234,7 @@ func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {
 			name, r.opts.SiteDir, r.opts.SiteDir, name, ErrNotFound)
 	}
 	o := &Overlay{Name: name, Source: Builtin, Dir: "builtin:" + name}
+	mtime := BuiltinTime()
 	err := fs.WalkDir(builtinFS, root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -216,7 +243,7 @@ func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {
 		if rel == "" {
 			return nil
 		}
-		f := &File{Path: rel, Mode: builtinMode(name, rel, d.IsDir())}
+		f := &File{Path: rel, Mode: builtinMode(name, rel, d.IsDir()), MTime: mtime}
 		if d.IsDir() {
 			f.Mode |= fs.ModeDir
 		} else if f.Data, err = builtinFS.ReadFile(p); err != nil {

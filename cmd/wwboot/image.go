@@ -40,6 +40,7 @@ type buildFlags struct {
 	level     int
 	excludes  []string
 	noDefault bool
+	keepHost  bool
 	kernel    string
 	force     bool
 }
@@ -50,6 +51,7 @@ func (f *buildFlags) register(cmd *cobra.Command, withForce bool) {
 	fl.IntVar(&f.level, "level", 0, "compression level (gzip 1-9, default 6; zstd 1-22, default 3)")
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "exclude glob (repeatable), on top of the defaults and the image's /etc/warewulf/excludes")
 	fl.BoolVar(&f.noDefault, "no-default-excludes", false, "do not exclude the contents of /proc, /sys, /dev, /tmp, /run and package caches")
+	fl.BoolVar(&f.keepHost, "keep-host-files", false, "keep per-host files (machine-id, hostname, resolv.conf, ssh host keys, apt lists, random seeds...; see the README) as they are in the tree; build: as last built unless =false")
 	fl.StringVar(&f.kernel, "kernel", "", "kernel file: a path inside the image, or a file on this host (default: newest /boot/vmlinuz-* or /lib/modules/*/vmlinuz)")
 	if withForce {
 		fl.BoolVar(&f.force, "force", false, "rebuild even if the tree is unchanged")
@@ -70,6 +72,8 @@ func (f *buildFlags) options(a *app, cmd *cobra.Command) (image.BuildOptions, er
 		o.Excludes = append([]string{}, f.excludes...)
 	}
 	o.NoDefaultExcludes = f.noDefault
+	o.KeepHostFiles = f.keepHost
+	o.DropHostFiles = cmd.Flags().Changed("keep-host-files") && !f.keepHost
 	o.Log = a.log
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -151,6 +155,33 @@ func printResult(w io.Writer, res image.BuildResult, took time.Duration) {
 	}
 	fmt.Fprintf(w, "%s: %d files, %s -> %s %s, sha256 %s, %s, in %s\n", res.Name, res.Files,
 		human(res.UncompressedSize), human(res.Size), res.Compression, res.SHA256, kernel, took.Round(time.Millisecond))
+	if l := hostFilesLine(res); l != "" {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// hostFilesLine is the one-line summary of the per-host files a build left
+// out or emptied ("" when none).
+func hostFilesLine(res image.BuildResult) string {
+	if len(res.HostFilesOut) == 0 && len(res.HostFilesEmptied) == 0 {
+		return ""
+	}
+	const show = 8
+	list := func(ps []string) string {
+		if len(ps) > show {
+			return fmt.Sprintf("%s and %d more", strings.Join(ps[:show], " "), len(ps)-show)
+		}
+		return strings.Join(ps, " ")
+	}
+	var parts []string
+	if len(res.HostFilesOut) > 0 {
+		parts = append(parts, fmt.Sprintf("left out %d (%s)", len(res.HostFilesOut), list(res.HostFilesOut)))
+	}
+	if len(res.HostFilesEmptied) > 0 {
+		parts = append(parts, fmt.Sprintf("emptied %d (%s)", len(res.HostFilesEmptied), list(res.HostFilesEmptied)))
+	}
+	return fmt.Sprintf("%s: per-host files: %s; keep them with --keep-host-files, or one with !PATTERN in the image's %s",
+		res.Name, strings.Join(parts, ", "), image.ExcludesFile)
 }
 
 func newImageListCmd(a *app) *cobra.Command {

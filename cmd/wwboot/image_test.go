@@ -70,3 +70,37 @@ func TestImageCommands(t *testing.T) {
 	_, err = runImage(t, root, "image", "show", "base")
 	assert.ErrorContains(t, err, "not found")
 }
+
+// TestImageImportSaysWhatPerHostFilesItLeftOut: one summary line at import,
+// and --keep-host-files keeps them (remembered by build until =false).
+func TestImageImportSaysWhatPerHostFilesItLeftOut(t *testing.T) {
+	root := t.TempDir()
+	tree := filepath.Join(t.TempDir(), "tree")
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "etc/ssh"), 0o755))
+	for p, data := range map[string]string{
+		"etc/hostname": "buildhost\n", "etc/machine-id": "0123456789abcdef0123456789abcdef\n",
+		"etc/ssh/ssh_host_ed25519_key": "k", "etc/os-release": "ID=debian\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(tree, p), []byte(data), 0o644))
+	}
+	out, err := runImage(t, root, "image", "import", tree, "deb")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 2, out)
+	assert.Equal(t, "deb: per-host files: left out 2 (/etc/hostname /etc/ssh/ssh_host_ed25519_key), emptied 1 (/etc/machine-id); "+
+		"keep them with --keep-host-files, or one with !PATTERN in the image's /etc/warewulf/excludes", lines[1])
+
+	out, err = runImage(t, root, "image", "build", "deb", "--keep-host-files")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "per-host files")
+	out, err = runImage(t, root, "image", "show", "deb", "-o", "json")
+	require.NoError(t, err)
+	assert.Contains(t, out, `"keep_host_files": true`)
+
+	out, err = runImage(t, root, "image", "build", "deb", "--force")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "per-host files", "kept as last built")
+	out, err = runImage(t, root, "image", "build", "deb", "--keep-host-files=false")
+	require.NoError(t, err)
+	assert.Contains(t, out, "per-host files: left out 2")
+}
