@@ -14,16 +14,21 @@ import (
 // overlays, an init and a root in RAM, and kernel arguments, as Warewulf's
 // default profile does. Like Warewulf's, it carries one overlay per network
 // stack (ifupdown, NetworkManager, systemd-networkd): each writes only files
-// its own tool reads, so the image decides which one takes effect.
+// its own tool reads, so the image decides which one takes effect; NICs are
+// named by MAC both ways (udev rules and systemd .link files), and the node
+// agent (wwclient) keeps the runtime overlay current.
 func defaultProfile() *nodedb.Record {
 	return &nodedb.Record{
-		Comment:        "Every node gets this profile unless it names others",
-		Ipxe:           "default",
-		SystemOverlay:  []string{"wwinit", "hostname", "ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
+		Comment: "Every node gets this profile unless it names others",
+		Ipxe:    "default",
+		SystemOverlay: []string{"wwinit", "wwclient", "hostname", "machine-id", "udev.netname", "systemd.netname",
+			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
 		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
-		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "crashkernel=no"}},
-		Init:           "/sbin/init",
-		Root:           "initramfs",
+		// panic=10: a node whose kernel panics reboots after 10 s (and so
+		// boots again from wwboot) instead of hanging with the message.
+		Kernel: &nodedb.Kernel{Args: []string{"quiet", "panic=10"}},
+		Init:   "/sbin/init",
+		Root:   "initramfs",
 	}
 }
 

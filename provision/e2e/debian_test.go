@@ -26,7 +26,7 @@ import (
 
 var (
 	flagDebian      = flag.Bool("debian", true, "run TestDebianNode (debootstraps a Debian 12 image on first use, then boots it)")
-	flagCompression = flag.String("compression", "", "image compression for TestDebianNode (gzip or zstd; empty: wwboot's default)")
+	flagCompression = flag.String("compress", "", "image compression for TestDebianNode (gzip or zstd; empty: wwboot's default)")
 )
 
 // The real-distribution node image: Debian 12 as debootstrap makes it, with
@@ -236,7 +236,7 @@ func TestDebianNode(t *testing.T) {
 	ww.authorizedKeys(t, pub)
 	importArgs := []string{"image", "import", tree, debianImage}
 	if *flagCompression != "" {
-		importArgs = append(importArgs, "--compression", *flagCompression)
+		importArgs = append(importArgs, "--compress", *flagCompression)
 	}
 	ww.run(t, importArgs...)
 	// The README's node example, as it is.
@@ -359,5 +359,10 @@ func (w *wwboot) authorizedKeys(t *testing.T, pub string) {
 	t.Helper()
 	p := filepath.Join(filepath.Dir(w.root), "authorized_keys")
 	must(t, os.WriteFile(p, []byte(pub+"\n"), 0o644))
-	// TODO(lead): wire to wwboot.conf's authorized keys setting.
+	f, err := os.OpenFile(filepath.Join(w.root, "wwboot.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(f, "authorized keys: %s\n", p)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	t.Logf("wwboot.conf: authorized keys: %s (the test's own key)", p)
 }

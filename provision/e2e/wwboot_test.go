@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -39,16 +40,26 @@ func newWwboot(t *testing.T, lab *netlab.NS) *wwboot {
 			t.Fatal("e2e: cannot locate the source tree to build cmd/wwboot: pass -wwboot BINARY")
 		}
 		repo := filepath.Join(filepath.Dir(file), "..", "..")
-		w.bin = filepath.Join(t.TempDir(), "wwboot")
+		dir := t.TempDir()
+		w.bin = filepath.Join(dir, "wwboot")
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 		defer cancel()
-		start := time.Now()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", w.bin, "./cmd/wwboot")
-		cmd.Dir = repo
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build ./cmd/wwboot (in %s): %v\n%s", repo, err, out)
+		// wwboot serve finds the node agent next to itself and delivers it
+		// with the wwclient overlay: build it as a release would (static,
+		// stripped).
+		for _, b := range [][]string{
+			{"go", "build", "-o", w.bin, "./cmd/wwboot"},
+			{"go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "wwboot-agent"), "./cmd/wwboot-agent"},
+		} {
+			start := time.Now()
+			cmd := exec.CommandContext(ctx, b[0], b[1:]...)
+			cmd.Dir = repo
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s (in %s): %v\n%s", strings.Join(b, " "), repo, err, out)
+			}
+			t.Logf("$ CGO_ENABLED=0 %s   (%.1fs)", strings.Join(b, " "), time.Since(start).Seconds())
 		}
-		t.Logf("$ go build -o %s ./cmd/wwboot   (%.1fs)", w.bin, time.Since(start).Seconds())
 	}
 	return w
 }
