@@ -345,6 +345,36 @@ func bootDebian(t *testing.T, lab *netlab.NS, ww *wwboot, n testNode, all []test
 	require.NoError(t, err)
 	assert.Contains(t, sh("cat /root/.ssh/authorized_keys"), strings.TrimSpace(string(pub)), "%s: root's authorized_keys", n.Name)
 
+	// The agent's heartbeat: the server knows the node is up.
+	assert.Eventually(t, func() bool {
+		for _, st := range ww.status(t).Nodes {
+			if st.Node == n.Name {
+				return st.State == "up"
+			}
+		}
+		return false
+	}, 2*time.Minute, time.Second, "%s: wwboot status shows it up (agent heartbeat)", n.Name)
+
+	if round == 1 && n.Firmware == bios {
+		// An inventory change reaches the running node through the agent's
+		// long-poll, without a reboot: a new node appears in /etc/hosts.
+		extra := fmt.Sprintf("x%d", time.Now().UnixNano()%100000)
+		start := time.Now()
+		ww.run(t, "node", "add", extra, "--image", debianImage, "--netdev", "default",
+			"--hwaddr", "52:54:00:77:01:99", "--ipaddr", "10.77.0.99", "--netmask", netmask)
+		var took time.Duration
+		for time.Since(start) < 2*time.Minute {
+			if out, err := node.run(ctx, "grep -w "+extra+" /etc/hosts"); err == nil && strings.Contains(out, "10.77.0.99") {
+				took = time.Since(start)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		assert.NotZero(t, took, "%s: the new node %s never reached /etc/hosts", n.Name, extra)
+		t.Logf("DEBIAN-TIMING node=%s inventory-change-to-node=%.2fs (wwboot node add -> /etc/hosts, polled over ssh every 0.2 s)", n.Name, took.Seconds())
+		ww.run(t, "node", "delete", extra)
+	}
+
 	var got debianNode
 	got.MachineID = sh("cat /etc/machine-id")
 	assert.Regexp(t, `^[0-9a-f]{32}$`, got.MachineID, "%s: machine-id", n.Name)
