@@ -329,12 +329,12 @@ func (j *job) needs() (types []string) {
 }
 
 // ensure completes, in one batch, the directories of nodes: keys of types
-// (in the shared directory when keys are shared) and, with machineID, each
-// node's machine-id. Keys are generated on workers cores before the lock is
+// for keyNodes (in the shared directory when keys are shared) and the
+// machine-id of idNodes. Keys are generated on workers cores before the lock is
 // taken; the files are written without a sync each, the file system is
 // synced once, the directories are swapped in, and synced once more. Used
 // by Build, where one fsync per file would dominate.
-func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) error {
+func (k *hostKeys) ensure(keyNodes, types, idNodes []string, workers int) error {
 	k.sweep()
 	byDir := map[string]*job{}
 	var order []string
@@ -348,7 +348,7 @@ func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) er
 		j.types = append(j.types, types...)
 		j.machineID = j.machineID || id
 	}
-	for _, n := range nodes {
+	for _, n := range keyNodes {
 		if len(types) > 0 {
 			dir, err := k.nodeDir(n)
 			if err != nil {
@@ -356,13 +356,13 @@ func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) er
 			}
 			add(dir, types, false)
 		}
-		if machineID {
-			dir, err := k.stateDir(n)
-			if err != nil {
-				return err
-			}
-			add(dir, nil, true)
+	}
+	for _, n := range idNodes {
+		dir, err := k.stateDir(n)
+		if err != nil {
+			return err
 		}
+		add(dir, nil, true)
 	}
 	jobs := make([]job, 0, len(order))
 	for _, d := range order {
