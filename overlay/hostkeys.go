@@ -47,7 +47,8 @@ import (
 type hostKeys struct {
 	dir    string
 	shared bool
-	rsa    int // RSA modulus bits
+	rsa    int      // RSA modulus bits
+	types  []string // the configured types, made together on first use
 	sf     singleflight.Group
 
 	mu  sync.Mutex
@@ -161,7 +162,10 @@ func (k *hostKeys) get(node, typ string) (*hostKey, error) {
 		return hk, nil
 	}
 	_, err, _ = k.sf.Do(dir, func() (any, error) {
-		return nil, k.update([]job{{dir: dir, types: []string{typ}}}, true, 1)
+		// Every configured type at once: one directory swap, not one per type.
+		types := append([]string{typ}, k.types...)
+		slices.Sort(types)
+		return nil, k.update([]job{{dir: dir, types: slices.Compact(types)}}, true, 1)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ssh host key %s for node %s: %w", typ, node, err)
