@@ -522,8 +522,8 @@ func (k *hostKeys) plan(j *job) (map[string]keyFile, bool, error) {
 		return nil, false, err
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".tmp-") {
+			continue // .tmp-*: left by the file-by-file writer of old
 		}
 		fi, err := e.Info()
 		if err != nil {
