@@ -24,7 +24,7 @@ func benchSetup(b *testing.B, n int) (*nodedb.MemoryStore, string) {
 	db, _ := st.Snapshot(context.Background())
 	r, err := New(Options{Server: benchServer(), KeyDir: keyDir})
 	require.NoError(b, err)
-	require.NoError(b, r.keys.ensure(db.Names(), r.opts.Server.Ssh.KeyTypes, false, 0))
+	require.NoError(b, r.keys.ensure(db.Names(), r.opts.Server.Ssh.KeyTypes, db.Names(), 0))
 	return st, keyDir
 }
 

@@ -64,11 +64,8 @@ func (r *Renderer) Build(ctx context.Context, db *nodedb.DB, names ...string) ([
 		}
 	}
 	if r.opts.KeyDir != "" {
-		if err := r.keys.ensure(keyNodes, r.opts.Server.Ssh.KeyTypes, false, r.opts.Workers); err != nil {
-			return nil, fmt.Errorf("overlay build: generating ssh host keys in %s: %w", r.opts.KeyDir, err)
-		}
-		if err := r.keys.ensure(idNodes, nil, true, r.opts.Workers); err != nil {
-			return nil, fmt.Errorf("overlay build: making machine-ids in %s: %w", r.opts.KeyDir, err)
+		if err := r.keys.ensure(keyNodes, r.opts.Server.Ssh.KeyTypes, idNodes, r.opts.Workers); err != nil {
+			return nil, fmt.Errorf("overlay build: generating ssh host keys and machine-ids in %s: %w", r.opts.KeyDir, err)
 		}
 	}
 	res := make([]BuildResult, len(nodes))

@@ -4,9 +4,10 @@
 //
 // An overlay is a directory NAME/rootfs/... looked up first in the site
 // directory (Options.SiteDir, usually ROOT/overlays) and then among the
-// overlays built into this package (wwinit, hostname, hosts, ifupdown,
-// NetworkManager, systemd-networkd, fstab, resolv, ssh.host_keys,
-// ssh.authorized_keys); a site overlay of the same name wins as a whole.
+// overlays built into this package (wwinit, hostname, hosts, udev.netname,
+// systemd.netname, ifupdown, NetworkManager, systemd-networkd, fstab,
+// resolv, machine-id, ssh.host_keys, ssh.authorized_keys); a site overlay
+// of the same name wins as a whole.
 // Files ending in ".ww" are Go text/template templates rendered for the node
 // (data: TemplateData; functions: Warewulf's Include, IncludeFrom,
 // IncludeBlock, file, softlink, ImportLink, readlink, basename, inc, dec,
@@ -62,13 +63,28 @@
 // files, it keeps no backups); abort writes no file; IncludeBlock of a
 // missing file is an error. IgnitionJson is not provided. Extensions:
 // ShellQuote, SSHHostKey and SSHHostPubKey (this node's host keys, generated
-// once per node under Options.KeyDir/nodes/NODE/), .Resolv and
-// .Ssh.AuthorizedKeys.
+// once per node under Options.KeyDir/nodes/NODE/), MachineID (likewise),
+// the node methods .NetNames and .IfName (each network device's interface
+// name and hardware address, see NetName), .NameServers and .SearchDomains
+// (DNS from the inventory's tags), .Resolv and .Ssh.AuthorizedKeys.
+//
+// # Network interface names
+//
+// The NIC whose hardware address is a network device's gets the device's
+// "device" field as its name, else the device's logical name when that can
+// be an interface name, else one derived from it ("default" becomes
+// "wwdefault"; see Node.NetNames). udev.netname (udev rules) and
+// systemd.netname (.link files) rename it once udev runs; both also carry
+// /etc/wwboot/netnames and the /init hook /etc/wwboot/init.d/10-netname,
+// which renames before the image's init (and on images without udev).
+// ifupdown configures that name; systemd-networkd and NetworkManager match
+// the NIC by MAC.
 //
 // # Where things are kept
 //
-// Host keys: Options.KeyDir/nodes/NODE/ssh_host_TYPE_key{,.pub}
-// (Options.KeyDir/shared/ with SharedHostKeys). Built archives (Build):
+// Host keys and machine-id: Options.KeyDir/nodes/NODE/ssh_host_TYPE_key{,.pub}
+// and machine-id (keys in Options.KeyDir/shared/ with SharedHostKeys, see
+// ImportHostKeys); a directory changes as one unit (see hostKeys). Built archives (Build):
 // Options.BuildDir/NODE/{system,runtime}.cpio.gz, see BuiltPath. The CLI
 // uses ROOT/keys and ROOT/overlays-built.
 //

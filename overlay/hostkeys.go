@@ -47,7 +47,8 @@ import (
 type hostKeys struct {
 	dir    string
 	shared bool
-	rsa    int // RSA modulus bits
+	rsa    int      // RSA modulus bits
+	types  []string // the configured types, made together on first use
 	sf     singleflight.Group
 
 	mu  sync.Mutex
@@ -161,7 +162,10 @@ func (k *hostKeys) get(node, typ string) (*hostKey, error) {
 		return hk, nil
 	}
 	_, err, _ = k.sf.Do(dir, func() (any, error) {
-		return nil, k.update([]job{{dir: dir, types: []string{typ}}}, true, 1)
+		// Every configured type at once: one directory swap, not one per type.
+		types := append([]string{typ}, k.types...)
+		slices.Sort(types)
+		return nil, k.update([]job{{dir: dir, types: slices.Compact(types)}}, true, 1)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ssh host key %s for node %s: %w", typ, node, err)
@@ -329,12 +333,12 @@ func (j *job) needs() (types []string) {
 }
 
 // ensure completes, in one batch, the directories of nodes: keys of types
-// (in the shared directory when keys are shared) and, with machineID, each
-// node's machine-id. Keys are generated on workers cores before the lock is
+// for keyNodes (in the shared directory when keys are shared) and the
+// machine-id of idNodes. Keys are generated on workers cores before the lock is
 // taken; the files are written without a sync each, the file system is
 // synced once, the directories are swapped in, and synced once more. Used
 // by Build, where one fsync per file would dominate.
-func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) error {
+func (k *hostKeys) ensure(keyNodes, types, idNodes []string, workers int) error {
 	k.sweep()
 	byDir := map[string]*job{}
 	var order []string
@@ -348,7 +352,7 @@ func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) er
 		j.types = append(j.types, types...)
 		j.machineID = j.machineID || id
 	}
-	for _, n := range nodes {
+	for _, n := range keyNodes {
 		if len(types) > 0 {
 			dir, err := k.nodeDir(n)
 			if err != nil {
@@ -356,13 +360,13 @@ func (k *hostKeys) ensure(nodes, types []string, machineID bool, workers int) er
 			}
 			add(dir, types, false)
 		}
-		if machineID {
-			dir, err := k.stateDir(n)
-			if err != nil {
-				return err
-			}
-			add(dir, nil, true)
+	}
+	for _, n := range idNodes {
+		dir, err := k.stateDir(n)
+		if err != nil {
+			return err
 		}
+		add(dir, nil, true)
 	}
 	jobs := make([]job, 0, len(order))
 	for _, d := range order {
@@ -518,8 +522,8 @@ func (k *hostKeys) plan(j *job) (map[string]keyFile, bool, error) {
 		return nil, false, err
 	}
 	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".tmp-") {
+			continue // .tmp-*: left by the file-by-file writer of old
 		}
 		fi, err := e.Info()
 		if err != nil {

@@ -103,6 +103,7 @@ func TestHostKeysRepairMismatchedPair(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key"), privA, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "ssh_host_ed25519_key.pub"), pubB, 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".tmp-ssh_host_ecdsa_key"), []byte("half"), 0o600))
 
 	r := newTestRenderer(t, func(o *Options) {
 		o.KeyDir, o.DefaultSystem = keyDir, []string{"ssh.host_keys"}
@@ -115,6 +116,7 @@ func TestHostKeysRepairMismatchedPair(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, files["ssh_host_ed25519_key.pub"], string(onDisk), "the .pub on disk is repaired")
 	assert.NotEqual(t, string(pubB), string(onDisk))
+	assert.NoFileExists(t, filepath.Join(dir, ".tmp-ssh_host_ecdsa_key"), "the old writer's leftovers go")
 }
 
 // crashEnv names the crash point for the helper process of

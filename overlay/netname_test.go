@@ -217,3 +217,34 @@ nameserver 10.0.0.54
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), `network device data: device "ens5\", NAME=\"x" is not a valid interface name`), err.Error())
 }
+
+// FuzzNetNames: whatever the inventory holds (nodedb does not check device
+// names), NetNames returns valid, distinct interface names and canonical
+// hardware addresses, or an error; it never panics.
+func FuzzNetNames(f *testing.F) {
+	f.Add("default", "", "52:54:00:aa:bb:01", "data", "ens5", "52:54:00:aa:bb:02")
+	f.Add("default", "", "", "wwdefault", "", "")
+	f.Add("x", "eth0\nauto evil", "zz", "y", `a", NAME="b`, "00:11:22:33:44:55:66:77")
+	f.Add("a/..", "eth0", "aabbccddeeff", "a b c d e f g h", "eth0", "")
+	f.Add("all", "", "", "lo", "", "")
+	f.Fuzz(func(t *testing.T, n1, d1, h1, n2, d2, h2 string) {
+		node := &Node{Id: "n", NetDevs: map[string]*NetDev{n1: {Device: d1, Hwaddr: h1}, n2: {Device: d2, Hwaddr: h2}}}
+		got, err := node.NetNames()
+		if err != nil {
+			return
+		}
+		require.Len(t, got, len(node.NetDevs))
+		seen := map[string]bool{}
+		for _, nn := range got {
+			require.True(t, ValidIfName(nn.Name), "%q", nn.Name)
+			require.False(t, seen[nn.Name], "duplicate %q", nn.Name)
+			seen[nn.Name] = true
+			if nn.Hwaddr != "" {
+				hw, err := nodedb.ParseHW(nn.Hwaddr)
+				require.NoError(t, err)
+				require.Equal(t, hw.String(), nn.Hwaddr)
+				require.Equal(t, len(hw) == 6, nn.Ether)
+			}
+		}
+	})
+}

@@ -142,7 +142,7 @@ func New(opts Options) (*Renderer, error) {
 	return &Renderer{
 		opts:       opts,
 		log:        log,
-		keys:       &hostKeys{dir: opts.KeyDir, shared: opts.SharedHostKeys, rsa: opts.RSABits},
+		keys:       &hostKeys{dir: opts.KeyDir, shared: opts.SharedHostKeys, rsa: opts.RSABits, types: opts.Server.Ssh.KeyTypes},
 		gz:         &gzipPool{level: opts.Level},
 		serverHash: hex.EncodeToString(sum[:8]),
 		overlays:   map[string]*overlayCache{},
