@@ -244,10 +244,10 @@ func TestLayering(t *testing.T) {
 	}
 	write("a/rootfs/etc/motd", "from a\n")
 	write("a/rootfs/etc/only-a", "a\n")
-	write("a/rootfs/etc/gen.ww", "{{ file \"issue\" }}\nissue from a for {{ .Id }}\n")
+	write("a/rootfs/etc/gen.ww", "{{ file \"issue\" -}}\nissue from a for {{ .Id }}\n")
 	write("b/rootfs/etc/motd.ww", "from b for {{ .Id }}\n")
 	write("b/rootfs/etc/issue", "static issue from b\n")
-	write("c/rootfs/etc/gen.ww", "{{ file \"only-a\" }}\nc wins only-a for {{ .Id }}\n")
+	write("c/rootfs/etc/gen.ww", "{{ file \"only-a\" -}}\nc wins only-a for {{ .Id }}\n")
 	db := testDB(t, testConfig(1))
 	n, _ := db.Node("n00001")
 	r := newTestRenderer(t, func(o *Options) { o.SiteDir = site; o.DefaultSystem = []string{"a", "b", "c"} })
