@@ -110,7 +110,7 @@ func FuzzFastParse(f *testing.F) {
 		if !ok {
 			return
 		}
-		slow, _, err := parse("slow", data)
+		slow, _, _, err := parse("slow", data)
 		if err != nil {
 			t.Fatalf("fast path accepted what yaml.v3 refuses (%v):\n%s", err, data)
 		}

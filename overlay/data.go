@@ -124,7 +124,8 @@ type Partition struct {
 type FileSystem struct {
 	Format, Path, Label, Uuid string
 	WipeFileSystem            Bool
-	Options, MountOptions     []string
+	Options                   []string
+	MountOptions              string // comma-separated ("defaults,noatime"), also when nodes.conf lists them
 }
 
 // ServerInfo is what templates know about the provisioning server. The
@@ -366,7 +367,7 @@ func NodeData(n *nodedb.Node) *Node {
 				continue
 			}
 			out.FileSystems[dev] = &FileSystem{Format: f.Format, Path: f.Path, Label: f.Label, Uuid: f.UUID,
-				WipeFileSystem: Bool(f.WipeFileSystem), Options: f.Options, MountOptions: f.MountOptions}
+				WipeFileSystem: Bool(f.WipeFileSystem), Options: f.Options, MountOptions: string(f.MountOptions)}
 		}
 	}
 	return out
