@@ -278,7 +278,7 @@ func TestTemplateErrors(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(p, []byte("ok\n{{ if }}\n"), 0o644))
 	r2 := newTestRenderer(t, func(o *Options) { o.SiteDir = site; o.DefaultSystem = []string{"bad"} })
-	_, err = r2.Render(context.Background(), db, n, System)
+	_, err = r2.RenderFile(context.Background(), db, n, "bad", "etc/x.ww") // a parse error: see TestOneBadTemplate
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 2, te.Line)
 	assert.Contains(t, err.Error(), "node n00001")
