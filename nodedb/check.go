@@ -64,7 +64,8 @@ func refuseNew(prev, next *DB) error {
 // profiles list that are no profile, and every profile cycle once. Warewulf
 // loads both: it skips a missing profile (MergeNode) and stops a cycle at
 // the repeat (getProfilesProfiles); chainOf does the same.
-func checkChains(cfg *Config, warn func(kind, name string, field []string, err error)) {
+// nodes are cfg's node names, sorted.
+func checkChains(cfg *Config, nodes []string, warn func(kind, name string, field []string, err error)) {
 	missing := func(kind, name string, list []string) {
 		for _, p := range list {
 			if strings.HasPrefix(p, Negation) {
@@ -107,7 +108,7 @@ func checkChains(cfg *Config, warn func(kind, name string, field []string, err e
 			walk(name)
 		}
 	}
-	for _, name := range sortedKeys(cfg.Nodes) {
+	for _, name := range nodes {
 		missing("node", name, cfg.Nodes[name].Profiles)
 	}
 }

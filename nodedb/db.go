@@ -86,7 +86,7 @@ func build(cfg *Config, file string, doc *yaml.Node, parsed []*Error) (*DB, erro
 		}
 		db.findings = append(db.findings, warned[i]...)
 	}
-	checkChains(cfg, warn)
+	checkChains(cfg, names, warn)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
