@@ -287,6 +287,9 @@ func (s *state) split(out []byte, nominal string) ([]output, error) {
 // relative one from nominal's directory. Names that leave the root, or
 // name it, are refused.
 func (s *state) fileName(nominal, name string) (string, error) {
+	if base := path.Base(name); name == "" || strings.HasSuffix(name, "/") || base == "." || base == ".." {
+		return "", fmt.Errorf("file %q: not a file name: name a file, like \"x.conf\" or \"/etc/x.conf\"", name)
+	}
 	full := name
 	if !strings.HasPrefix(name, "/") {
 		full = path.Join(path.Dir(nominal), name)

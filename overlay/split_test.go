@@ -69,7 +69,7 @@ func TestFileSwitchesAtTheCall(t *testing.T) {
 // TestFileNamesStayInTheOverlay: a name that climbs out of the overlay
 // root is an error naming the template; absolute names cannot escape.
 func TestFileNamesStayInTheOverlay(t *testing.T) {
-	for _, tmpl := range []string{`{{ file "../../../x" }}`, `{{ file "/" }}`, `{{ file "/../x" }}`} {
+	for _, tmpl := range []string{`{{ file "../../../x" }}`, `{{ file "/" }}`, `{{ file "/../x" }}`, `{{ file "" }}`, `{{ file "." }}`, `{{ file "sub/" }}`} {
 		site := t.TempDir()
 		full := filepath.Join(site, "o1", "rootfs", "etc", "t.ww")
 		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
