@@ -65,7 +65,7 @@ type Node struct {
 	Root           string                 // root file system type (initramfs, tmpfs)
 	AssetKey       string                 // asset tag
 	Discoverable   Bool                   // may take the next unknown MAC
-	Profiles       []string               // expanded profile chain
+	Profiles       []string               // the node's own profile list, as in Warewulf (nodedb.Node.Chain has the expansion)
 	NetDevs        map[string]*NetDev     // network devices by logical name
 	PrimaryNetDev  string                 // name of the primary network device ("" if none)
 	Tags           map[string]string      // free key/value pairs (never nil)
