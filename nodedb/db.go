@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,29 +21,35 @@ import (
 // address and IP address. It is safe for concurrent use. Stores hand out a
 // new DB when the inventory changes; a DB itself never changes.
 type DB struct {
-	cfg   *Config
-	nodes map[string]*Node
-	names []string
-	byHW  map[string]*Node // key: string(net.HardwareAddr) bytes
-	byIP  map[netip.Addr]*Node
+	cfg      *Config
+	nodes    map[string]*Node
+	names    []string
+	byHW     map[string]*Node // key: string(net.HardwareAddr) bytes
+	byIP     map[netip.Addr]*Node
+	dupHW    map[string]bool // addresses two nodes claim: lookups fail with ErrAmbiguous
+	dupIP    map[netip.Addr]bool
+	findings []*Error
 }
 
 // New validates cfg, merges every node with its profiles and indexes the
-// result. cfg must not be modified afterwards.
+// result. cfg must not be modified afterwards. What Warewulf 4.7 tolerates
+// (see DB.Findings) does not fail New; it is recorded in the DB.
 func New(cfg *Config) (*DB, error) {
-	return build(normalize(cfg), "", nil)
+	return build(normalize(cfg), "", nil, nil)
 }
 
-// build is New with a source file and its document, to locate errors.
-func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
+// build is New with a source file and its document, to locate errors, and
+// the findings parsing made.
+func build(cfg *Config, file string, doc *yaml.Node, parsed []*Error) (*DB, error) {
 	db := &DB{
-		cfg:   cfg,
-		nodes: make(map[string]*Node, len(cfg.Nodes)),
-		byHW:  make(map[string]*Node, len(cfg.Nodes)),
-		byIP:  make(map[netip.Addr]*Node, len(cfg.Nodes)),
+		cfg:      cfg,
+		nodes:    make(map[string]*Node, len(cfg.Nodes)),
+		byHW:     make(map[string]*Node, len(cfg.Nodes)),
+		byIP:     make(map[netip.Addr]*Node, len(cfg.Nodes)),
+		findings: slices.Clone(parsed),
 	}
 	var errs []error
-	locErr := func(kind, name string, field []string, err error) error {
+	locErr := func(kind, name string, field []string, err error) *Error {
 		return &Error{File: file, Line: locate(doc, kind, name, field...), Kind: kind, Name: name, Field: strings.Join(field, "."), Err: err}
 	}
 	fail := func(kind, name string, field []string, err error) {
@@ -50,33 +57,36 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 			errs = append(errs, locErr(kind, name, field, err))
 		}
 	}
+	warn := func(kind, name string, field []string, err error) {
+		db.findings = append(db.findings, locErr(kind, name, field, err))
+	}
 	for _, name := range sortedKeys(cfg.NodeProfiles) {
 		checkName("profile", name, fail)
-		checkRecord("profile", name, cfg.NodeProfiles[name], fail)
+		checkRecord("profile", name, cfg.NodeProfiles[name], fail, warn)
 	}
 	names := sortedKeys(cfg.Nodes)
-	found := make([][]error, len(names)) // per node, so that nodes are checked on every core
+	found := make([][]*Error, len(names)) // per node, so that nodes are checked on every core
+	warned := make([][]*Error, len(names))
 	forEach(len(names), func(i int) {
 		name := names[i]
 		f := func(kind, name string, field []string, err error) {
 			found[i] = append(found[i], locErr(kind, name, field, err))
 		}
+		w := func(kind, name string, field []string, err error) {
+			warned[i] = append(warned[i], locErr(kind, name, field, err))
+		}
 		checkName("node", name, f)
-		checkRecord("node", name, cfg.Nodes[name], f)
+		checkRecord("node", name, cfg.Nodes[name], f, w)
 	})
-	for _, e := range found {
-		for _, err := range e {
+	for i := range found {
+		for _, err := range found[i] {
 			if len(errs) < maxErrors {
 				errs = append(errs, err)
 			}
 		}
+		db.findings = append(db.findings, warned[i]...)
 	}
-	ex := &expander{profiles: cfg.NodeProfiles, done: map[string][]string{}}
-	for _, name := range sortedKeys(cfg.NodeProfiles) {
-		if _, err := ex.expand([]string{name}, nil); err != nil {
-			fail("profile", name, []string{"profiles"}, err)
-		}
-	}
+	checkChains(cfg, names, warn)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -87,29 +97,25 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 		if _, ok := chains[key]; ok {
 			continue
 		}
-		chain, err := ex.expand(rec.Profiles, nil)
-		if err != nil {
-			fail("node", name, []string{"profiles"}, err)
-			continue
-		}
+		chain := chainOf(cfg.NodeProfiles, rec.Profiles)
 		base := &Record{}
 		for _, p := range chain {
-			mergeRecord(base, cfg.NodeProfiles[p])
+			if prof := cfg.NodeProfiles[p]; prof != nil {
+				mergeRecord(base, prof, false)
+			}
 		}
 		base.Profiles = chain
 		chains[key] = base
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
 	}
 	// Merge every node on every core; nodes share what they do not change.
 	nodes := make([]*Node, len(names))
 	forEach(len(names), func(i int) {
 		rec := cfg.Nodes[names[i]]
 		base := chains[strings.Join(rec.Profiles, "\x00")]
-		n := &Node{ID: names[i], Record: *base}
-		mergeRecord(&n.Record, rec)
-		n.Profiles = base.Profiles
+		n := &Node{ID: names[i], Record: *base, Chain: base.Profiles}
+		n.Profiles = nil
+		mergeRecord(&n.Record, rec, true)
+		cleanLists(&n.Record) // the node's own profiles, as Warewulf's MergeNode keeps them
 		n.Primary = primaryOf(&n.Record)
 		for dev, nd := range n.NetDevs {
 			if hw, err := ParseHW(nd.Hwaddr); err == nil && hw.String() != nd.Hwaddr {
@@ -122,10 +128,10 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 		nodes[i] = n
 	})
 	for i, n := range nodes {
-		if n.PrimaryNetDev != "" && n.Primary == "" {
-			fail("node", n.ID, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices: name one of them or unset it", n.PrimaryNetDev))
+		if n.PrimaryNetDev != "" && n.NetDevs[n.PrimaryNetDev] == nil {
+			warn("node", n.ID, []string{"primary network"}, fmt.Errorf("%q is not one of the node's network devices; %q is primary instead, as in Warewulf: name one of its devices or unset it", n.PrimaryNetDev, n.Primary))
 		}
-		db.index(n, fail)
+		db.index(n, warn)
 		db.nodes[names[i]] = n
 	}
 	db.names = names
@@ -135,14 +141,17 @@ func build(cfg *Config, file string, doc *yaml.Node) (*DB, error) {
 	return db, nil
 }
 
-// index adds n's hardware and IP addresses, reporting duplicates.
-func (db *DB) index(n *Node, fail func(kind, name string, field []string, err error)) {
+// index adds n's hardware and IP addresses. An address two nodes share is
+// reported through warn and marked ambiguous: lookups of it fail with
+// ErrAmbiguous, so that neither node boots with the other's identity.
+func (db *DB) index(n *Node, warn func(kind, name string, field []string, err error)) {
 	for _, dev := range sortedKeys(n.NetDevs) {
 		nd := n.NetDevs[dev]
 		if nd.Hwaddr != "" {
 			if hw, err := ParseHW(nd.Hwaddr); err == nil {
 				if other, dup := db.byHW[string(hw)]; dup && other != n {
-					fail("node", n.ID, []string{"network devices", dev, "hwaddr"}, fmt.Errorf("%s is also the address of node %q: each MAC belongs to one node", hw, other.ID))
+					warn("node", n.ID, []string{"network devices", dev, "hwaddr"}, fmt.Errorf("%s is also the address of node %q: neither boots by this MAC until each MAC belongs to one node", hw, other.ID))
+					db.dupHW = setKey2(db.dupHW, string(hw))
 				} else {
 					db.byHW[string(hw)] = n
 				}
@@ -151,7 +160,8 @@ func (db *DB) index(n *Node, fail func(kind, name string, field []string, err er
 		if nd.Ipaddr != "" {
 			if p, err := ParseIPv4(nd.Ipaddr); err == nil {
 				if other, dup := db.byIP[p.Addr()]; dup && other != n {
-					fail("node", n.ID, []string{"network devices", dev, "ipaddr"}, fmt.Errorf("%s is also the address of node %q: give each node its own", p.Addr(), other.ID))
+					warn("node", n.ID, []string{"network devices", dev, "ipaddr"}, fmt.Errorf("%s is also the address of node %q: neither is found by this address until each node has its own", p.Addr(), other.ID))
+					db.dupIP = setKey2(db.dupIP, p.Addr())
 				} else {
 					db.byIP[p.Addr()] = n
 				}
@@ -161,13 +171,13 @@ func (db *DB) index(n *Node, fail func(kind, name string, field []string, err er
 }
 
 // primaryOf names the primary network device: the primary network field if
-// it names a device, else the alphabetically first device.
+// it names a device, else the alphabetically first device (Warewulf's
+// Node.updatePrimaryNetDev does the same when the field names no device).
 func primaryOf(r *Record) string {
 	if r.PrimaryNetDev != "" {
 		if _, ok := r.NetDevs[r.PrimaryNetDev]; ok {
 			return r.PrimaryNetDev
 		}
-		return ""
 	}
 	if len(r.NetDevs) == 0 {
 		return ""
@@ -182,8 +192,10 @@ func checkName(kind, name string, fail func(kind, name string, field []string, e
 	}
 }
 
-// checkRecord validates the syntax of one raw record's values.
-func checkRecord(kind, name string, r *Record, fail func(kind, name string, field []string, err error)) {
+// checkRecord validates the syntax of one raw record's values. What
+// Warewulf 4.7 loads anyway (odd IPv6 values, node-only keys in a profile)
+// goes to warn, the rest to fail.
+func checkRecord(kind, name string, r *Record, fail, warn func(kind, name string, field []string, err error)) {
 	for _, dev := range sortedKeys(r.NetDevs) {
 		nd := r.NetDevs[dev]
 		if nd == nil {
@@ -220,21 +232,21 @@ func checkRecord(kind, name string, r *Record, fail func(kind, name string, fiel
 		if nd.Ipaddr6 != "" {
 			var err error
 			if ip6, err = ParseIPv6(nd.Ipaddr6); err != nil {
-				fail(kind, name, at("ipaddr6"), err)
+				warn(kind, name, at("ipaddr6"), fmt.Errorf("%w; Warewulf loads it, templates see no IPv6 address", err))
 			}
 		}
 		if nd.Prefixlen6 != "" {
 			bits, err := atoiRange(nd.Prefixlen6, 0, 128)
 			switch {
 			case err != nil:
-				fail(kind, name, at("prefixlen6"), err)
+				warn(kind, name, at("prefixlen6"), err)
 			case ip6.IsValid() && ip6.Bits() >= 0 && ip6.Bits() != bits:
-				fail(kind, name, at("prefixlen6"), fmt.Errorf("/%d conflicts with ipaddr6 %s: make them agree", bits, nd.Ipaddr6))
+				warn(kind, name, at("prefixlen6"), fmt.Errorf("/%d conflicts with ipaddr6 %s: make them agree", bits, nd.Ipaddr6))
 			}
 		}
 		if nd.Gateway6 != "" {
 			if _, err := ParseIPv6(nd.Gateway6); err != nil {
-				fail(kind, name, at("gateway6"), err)
+				warn(kind, name, at("gateway6"), fmt.Errorf("%w; Warewulf loads it, templates see no IPv6 gateway", err))
 			}
 		}
 		if nd.MTU != "" {
@@ -245,6 +257,13 @@ func checkRecord(kind, name string, r *Record, fail func(kind, name string, fiel
 		checkBool(kind, name, at("onboot"), nd.OnBoot, fail)
 	}
 	checkBool(kind, name, []string{"discoverable"}, r.Discoverable, fail)
+	if kind == "profile" {
+		for field, v := range map[string]string{"discoverable": r.Discoverable, "asset key": r.AssetKey} {
+			if v != "" {
+				warn(kind, name, []string{field}, fmt.Errorf("only a node has this key: Warewulf ignores it in a profile, and so does wwboot; set it on the nodes"))
+			}
+		}
+	}
 	if r.Ipmi != nil {
 		for f, v := range map[string]string{"ipaddr": r.Ipmi.Ipaddr, "gateway": r.Ipmi.Gateway} {
 			if v != "" {
@@ -311,16 +330,27 @@ func (db *DB) Node(name string) (*Node, error) {
 }
 
 // NodeByHW returns the node with a network device of that hardware address.
-// It does not allocate when the node exists.
+// It does not allocate when the node exists. An address that several nodes
+// claim fails with ErrAmbiguous (and not ErrNotFound, so that discovery does
+// not hand it to a third node): neither node boots until the inventory says
+// which one owns it, since booting either could give a machine another
+// node's name, addresses and host keys.
 func (db *DB) NodeByHW(_ context.Context, hw net.HardwareAddr) (*Node, error) {
+	if db.dupHW[string(hw)] {
+		return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrAmbiguous)
+	}
 	if n, ok := db.byHW[string(hw)]; ok {
 		return n, nil
 	}
 	return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrNotFound)
 }
 
-// NodeByIP returns the node with a network device of that IPv4 address.
+// NodeByIP returns the node with a network device of that IPv4 address. An
+// address several nodes claim fails with ErrAmbiguous.
 func (db *DB) NodeByIP(_ context.Context, ip netip.Addr) (*Node, error) {
+	if db.dupIP[ip.Unmap()] {
+		return nil, fmt.Errorf("ipaddr %s: %w", ip, ErrAmbiguous)
+	}
 	if n, ok := db.byIP[ip.Unmap()]; ok {
 		return n, nil
 	}

@@ -9,8 +9,9 @@ import (
 	"github.com/wwboot/wwboot/nodedb"
 )
 
-// Profiles merge as Warewulf documents: lists append, ~x removes x, the
-// node's own values come last.
+// Profiles merge as Warewulf 4.7 merges: lists append, ~x removes x
+// wherever it stands, the node's own values come last. The node's Profiles
+// stay its own list; Chain is the expansion.
 func ExampleNew() {
 	db, err := nodedb.New(&nodedb.Config{
 		NodeProfiles: map[string]*nodedb.Record{
@@ -27,10 +28,10 @@ func ExampleNew() {
 		return
 	}
 	n, _ := db.Node("n1")
-	fmt.Println(n.Profiles, n.SystemOverlay, n.Kernel.Args, n.Init)
+	fmt.Println(n.Profiles, n.Chain, n.SystemOverlay, n.Kernel.Args, n.Init)
 	fmt.Println(n.Primary, n.PrimaryNetDevice().Hwaddr)
 	// Output:
-	// [default gpu] [wwinit hostname nvidia] [console=ttyS0] /sbin/init
+	// [gpu] [default gpu] [wwinit hostname nvidia] [console=ttyS0] /sbin/init
 	// default aa:bb:cc:00:00:01
 }
 
@@ -60,7 +61,8 @@ func ExampleFileStore_Update() {
 	n, _ := store.NodeByHW(ctx, hw)
 	fmt.Println(n.ID, n.Init)
 
-	// A change that would break the inventory is refused, and nothing is written.
+	// A change that would make the inventory inconsistent is refused, and
+	// nothing is written.
 	err = store.Update(ctx, func(c *nodedb.Config) error {
 		c.Nodes["n2"] = &nodedb.Record{NetDevs: map[string]*nodedb.NetDev{"default": {Hwaddr: "52:54:00:00:00:01"}}}
 		return nil
@@ -68,5 +70,5 @@ func ExampleFileStore_Update() {
 	fmt.Println(err)
 	// Output:
 	// n1 /sbin/init
-	// node "n2": network devices.default.hwaddr: 52:54:00:00:00:01 is also the address of node "n1": each MAC belongs to one node
+	// the change makes the inventory inconsistent (nothing was written): node "n2": network devices.default.hwaddr: 52:54:00:00:00:01 is also the address of node "n1": neither boots by this MAC until each MAC belongs to one node
 }

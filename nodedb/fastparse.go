@@ -106,8 +106,8 @@ func fastParse(text string) (cfg *Config, ok bool) {
 			if sp.to < len(lines) {
 				end = int(lines[sp.to].off)
 			}
-			one, _, err := parse("", []byte(sp.section+":\n"+text[int(lines[sp.from].off):end]))
-			if err != nil {
+			one, _, unknown, err := parse("", []byte(sp.section+":\n"+text[int(lines[sp.from].off):end]))
+			if err != nil || len(unknown) > 0 { // unknown keys: the caller needs their lines
 				return nil, false
 			}
 			r, found := one.Nodes[names[s]]

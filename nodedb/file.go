@@ -93,6 +93,9 @@ func Create(ctx context.Context, path string, cfg *Config, opts ...Option) (*Fil
 	if err != nil {
 		return nil, err
 	}
+	if err := refuseNew(nil, db); err != nil {
+		return nil, err
+	}
 	unlock, err := lockFile(ctx, path)
 	if err != nil {
 		return nil, err
@@ -119,7 +122,13 @@ func (s *FileStore) load() (*fileState, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.decode(data, id, false)
+	st, err := s.decode(data, id, false)
+	if err == nil { // once per loaded version: see wwboot node check for the list
+		for _, f := range st.db.Findings() {
+			s.log.Warn("inventory: "+f.Error(), "file", f.File, "line", f.Line, f.Kind, f.Name, "field", f.Field)
+		}
+	}
+	return st, err
 }
 
 // read returns the file's contents and identity, both from one open file.
@@ -150,16 +159,17 @@ func (s *FileStore) read() (string, fileID, error) {
 func (s *FileStore) decode(data string, id fileID, withDoc bool) (*fileState, error) {
 	if !withDoc {
 		if cfg, ok := fastParse(data); ok {
-			if db, err := build(cfg, s.path, nil); err == nil {
+			// Findings need the YAML tree for their lines: parse again then.
+			if db, err := build(cfg, s.path, nil, nil); err == nil && len(db.Findings()) == 0 {
 				return &fileState{db: db, id: id}, nil
 			}
 		}
 	}
-	cfg, doc, err := parse(s.path, []byte(data))
+	cfg, doc, unknown, err := parse(s.path, []byte(data))
 	if err != nil {
 		return nil, err
 	}
-	db, err := build(cfg, s.path, doc)
+	db, err := build(cfg, s.path, doc, unknown)
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +247,9 @@ func (s *FileStore) Update(ctx context.Context, fn func(*Config) error) error {
 	normalize(cfg)
 	db, err := New(cfg)
 	if err != nil {
+		return err
+	}
+	if err := refuseNew(st.db, db); err != nil {
 		return err
 	}
 	doc := patchDoc(st.doc, st.db.cfg, db.cfg)

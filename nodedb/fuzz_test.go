@@ -105,12 +105,14 @@ func FuzzFastParse(f *testing.F) {
 	f.Add([]byte("WW_INTERNAL: 45\nnodeprofiles: {}\nnodes:\n  n1: {}\n  n2:\n  n3:\n    comment: ~\n"))
 	f.Add([]byte("nodes:\n  n1:\n    tags:\n      a:\n      b: ~\n      c: 'x y'\n    network devices:\n      d:\n        tags:\n          k: v\n"))
 	f.Add([]byte("nodes:\n  n1:\n    tags:\n      a: 1\n      a: 2\n"))
+	f.Add([]byte("nodes:\n  n1:\n    future: 1\n    network devices:\n      e:\n        primary: \"true\"\n"))
+	f.Add([]byte("nodes:\n  n1:\n    filesystems:\n      /dev/a:\n        mount_options: defaults,noatime\n  n2:\n    filesystems:\n      /dev/a:\n        mount_options:\n          - defaults\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, ok := fastParse(string(data))
 		if !ok {
 			return
 		}
-		slow, _, err := parse("slow", data)
+		slow, _, _, err := parse("slow", data)
 		if err != nil {
 			t.Fatalf("fast path accepted what yaml.v3 refuses (%v):\n%s", err, data)
 		}

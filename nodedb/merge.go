@@ -8,17 +8,24 @@ import (
 	"strings"
 )
 
-// Negation is the prefix that removes an inherited list entry: a node whose
-// system overlay lists "~wwinit" drops the wwinit its profiles gave it.
+// Negation is the prefix that removes a list entry: a node whose system
+// overlay lists "~wwinit" drops the wwinit its profiles gave it.
 const Negation = "~"
 
-// mergeRecord merges src over dst in place, as Warewulf documents: scalars
-// set in src win, lists append (with ~x removing x), maps merge by key, and
-// nested records merge field by field. It copies on write: maps, lists and
-// nested records dst shares with other records are replaced, never changed,
-// so dst may start as a shallow copy of a shared record. Merging into a
-// zero Record makes a deep copy of src (free-form resource values aside).
-func mergeRecord(dst, src *Record) {
+// mergeRecord merges src over dst in place, as Warewulf 4.7 merges (its
+// node.MergeNode, internal/pkg/node/mergo.go, which runs mergo with
+// WithOverride and WithAppendSlice): scalars set in src win, lists append
+// as written (~x entries included: cleanList applies them once the whole
+// chain is merged), maps merge by key, nested records field by field, and
+// resources deeply (maps by key, lists appended). Discoverable and the
+// asset key are a node's own (node true): Warewulf's Profile has no such
+// fields, so a profile's values are not inherited.
+//
+// It copies on write: maps, lists and nested records dst shares with other
+// records are replaced, never changed, so dst may start as a shallow copy
+// of a shared record. Merging into a zero Record makes a deep copy of src
+// (free-form resource values aside).
+func mergeRecord(dst, src *Record, node bool) {
 	// The fields every node has are merged by hand: this runs once per node
 	// per load, and reflection made it the slowest step of loading 100,000
 	// nodes. The rare nested records go through mergeValue; both follow the
@@ -29,10 +36,18 @@ func mergeRecord(dst, src *Record) {
 	}{
 		{&dst.Comment, src.Comment}, {&dst.ClusterName, src.ClusterName}, {&dst.ImageName, src.ImageName},
 		{&dst.ContainerName, src.ContainerName}, {&dst.Ipxe, src.Ipxe}, {&dst.Init, src.Init}, {&dst.Root, src.Root},
-		{&dst.PrimaryNetDev, src.PrimaryNetDev}, {&dst.Discoverable, src.Discoverable}, {&dst.AssetKey, src.AssetKey},
+		{&dst.PrimaryNetDev, src.PrimaryNetDev},
 	} {
 		if f.src != "" {
 			*f.dst = f.src
+		}
+	}
+	if node {
+		if src.Discoverable != "" {
+			dst.Discoverable = src.Discoverable
+		}
+		if src.AssetKey != "" {
+			dst.AssetKey = src.AssetKey
 		}
 	}
 	for _, f := range [...]struct {
@@ -56,6 +71,7 @@ func mergeRecord(dst, src *Record) {
 		if len(src.Kernel.Args) > 0 {
 			k.Args = mergeList(k.Args, src.Kernel.Args)
 		}
+		k.Extra = nil
 		dst.Kernel = &k
 	}
 	if len(src.NetDevs) > 0 {
@@ -75,7 +91,9 @@ func mergeRecord(dst, src *Record) {
 		dst.NetDevs = m
 	}
 	dst.Tags = mergeMap(dst.Tags, src.Tags)
-	dst.Resources = mergeMap(dst.Resources, src.Resources)
+	if len(src.Resources) > 0 {
+		dst.Resources = mergeAny(dst.Resources, src.Resources).(map[string]any)
+	}
 	for _, f := range []struct{ dst, src reflect.Value }{
 		{reflect.ValueOf(&dst.Ipmi).Elem(), reflect.ValueOf(src.Ipmi)},
 		{reflect.ValueOf(&dst.Disks).Elem(), reflect.ValueOf(src.Disks)},
@@ -83,6 +101,40 @@ func mergeRecord(dst, src *Record) {
 	} {
 		mergeValue(f.dst, f.src, false)
 	}
+}
+
+// mergeAny merges YAML-decoded resource data src over dst the way mergo
+// (WithOverride, WithAppendSlice) does in Warewulf: two maps merge key by
+// key, recursively; two lists append; anything else is replaced by src
+// unless src is nil. It never changes dst or src: merged maps and lists are
+// new.
+func mergeAny(dst, src any) any {
+	switch s := src.(type) {
+	case nil:
+		return dst
+	case map[string]any:
+		d, ok := dst.(map[string]any)
+		if !ok || d == nil {
+			return s
+		}
+		m := make(map[string]any, len(d)+len(s))
+		maps.Copy(m, d)
+		for k, v := range s {
+			if old, ok := m[k]; ok {
+				m[k] = mergeAny(old, v)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	case []any:
+		d, ok := dst.([]any)
+		if !ok {
+			return s
+		}
+		return append(slices.Clip(d), s...)
+	}
+	return src
 }
 
 func mergeNetDev(dst, src *NetDev) {
@@ -199,14 +251,32 @@ func mergeValue(dst, src reflect.Value, raw bool) {
 	}
 }
 
-// mergeList appends src to a copy of dst; an entry ~x removes every x
-// gathered so far instead of being appended.
+// mergeList appends src to a copy of dst, ~x entries included.
 func mergeList(dst, src []string) []string {
 	out := make([]string, 0, len(dst)+len(src))
-	out = append(out, dst...)
-	for _, s := range src {
-		if neg, ok := strings.CutPrefix(s, Negation); ok {
-			out = slices.DeleteFunc(out, func(x string) bool { return x == neg })
+	return append(append(out, dst...), src...)
+}
+
+// cleanList applies a list's negations as Warewulf's cleanList
+// (internal/pkg/node/methods.go) does: an entry ~x anywhere in the list
+// removes every x, before or after it, and the ~x entries themselves go.
+// The result is nil when nothing is left; list is not changed.
+func cleanList(list []string) []string {
+	var neg map[string]bool
+	for _, s := range list {
+		if x, ok := strings.CutPrefix(s, Negation); ok {
+			if neg == nil {
+				neg = map[string]bool{}
+			}
+			neg[x] = true
+		}
+	}
+	if neg == nil {
+		return list
+	}
+	var out []string
+	for _, s := range list {
+		if _, isNeg := strings.CutPrefix(s, Negation); isNeg || neg[s] {
 			continue
 		}
 		out = append(out, s)
@@ -214,42 +284,50 @@ func mergeList(dst, src []string) []string {
 	return out
 }
 
-// expander resolves profile chains, memoizing each profile's expansion.
-type expander struct {
-	profiles map[string]*Record
-	done     map[string][]string
-}
-
-// expand returns the profiles a list names, each preceded by the profiles
-// it inherits, in merge order and without repeats; ~x drops x. stack holds
-// the chain being expanded, to report cycles.
-func (e *expander) expand(list []string, stack []string) ([]string, error) {
-	var out []string
-	for _, p := range list {
-		if neg, ok := strings.CutPrefix(p, Negation); ok {
-			out = slices.DeleteFunc(out, func(x string) bool { return x == neg })
-			continue
-		}
-		if slices.Contains(stack, p) {
-			return nil, fmt.Errorf("profile cycle %s: remove one of these inheritances", strings.Join(append(stack, p), " -> "))
-		}
-		sub, ok := e.done[p]
-		if !ok {
-			rec, found := e.profiles[p]
-			if !found {
-				return nil, fmt.Errorf("unknown profile %q: add it with 'wwboot profile add %s' or remove it from profiles", p, p)
-			}
-			var err error
-			if sub, err = e.expand(rec.Profiles, append(stack, p)); err != nil {
-				return nil, err
-			}
-			e.done[p] = sub
-		}
-		for _, s := range append(slices.Clip(sub), p) {
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
+// cleanLists applies negations to the lists Warewulf cleans after merging
+// (Profile.cleanLists): profiles, both overlay lists and the kernel
+// arguments. Lists are replaced, never changed in place.
+func cleanLists(r *Record) {
+	r.Profiles = cleanList(r.Profiles)
+	r.SystemOverlay = cleanList(r.SystemOverlay)
+	r.RuntimeOverlay = cleanList(r.RuntimeOverlay)
+	if r.Kernel != nil {
+		if args := cleanList(r.Kernel.Args); len(args) != len(r.Kernel.Args) {
+			k := *r.Kernel
+			k.Args = args
+			r.Kernel = &k
 		}
 	}
-	return out, nil
+}
+
+// chainOf expands a node's profile list the way Warewulf's getNodeProfiles
+// does (internal/pkg/node/mergo.go): each profile is preceded by the
+// profiles it names, recursively; a profile already visited anywhere in the
+// expansion is skipped (so a cycle ends there); ~x entries are kept in
+// place and, once everything is expanded, remove x from the whole chain
+// wherever it stands (cleanList). A profile that does not exist stays in
+// the chain (merging skips it, as MergeNode does). checkChains reports
+// missing profiles and cycles.
+func chainOf(profiles map[string]*Record, list []string) []string {
+	visited := map[string]bool{}
+	var out []string
+	var walk func(list []string)
+	walk = func(list []string) {
+		for _, p := range list {
+			if strings.HasPrefix(p, Negation) {
+				out = append(out, p)
+				continue
+			}
+			if visited[p] {
+				continue
+			}
+			visited[p] = true
+			if rec, ok := profiles[p]; ok {
+				walk(rec.Profiles)
+			}
+			out = append(out, p)
+		}
+	}
+	walk(list)
+	return cleanList(out)
 }

@@ -15,39 +15,40 @@ import (
 const maxErrors = 20
 
 // Parse decodes the contents of a nodes.conf file. file names the source in
-// error messages. Unknown keys are errors (with file and line), never dropped;
-// the legacy "container name" key is read as "image name".
+// error messages. Keys wwboot does not know are kept in the records' Extra
+// maps (Warewulf 4.7 ignores them; wwboot writes them back) and reported
+// by ParseFindings and DB.Findings; the legacy "container name" key is read
+// as "image name".
 func Parse(file string, data []byte) (*Config, error) {
 	if cfg, ok := fastParse(string(data)); ok {
 		return cfg, nil
 	}
-	cfg, _, err := parse(file, data)
+	cfg, _, _, err := parse(file, data)
 	return cfg, err
 }
 
 // parse also returns the YAML document tree, which locates errors by line
-// and lets writes keep the user's comments and key order.
-func parse(file string, data []byte) (*Config, *yaml.Node, error) {
+// and lets writes keep the user's comments and key order, and the keys it
+// did not know, as findings.
+func parse(file string, data []byte) (*Config, *yaml.Node, []*Error, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %w", err)}
+		return nil, nil, nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %w", err)}
 	}
 	cfg := &Config{}
 	if doc.Kind == 0 { // empty file: an empty inventory
-		return normalize(cfg), &doc, nil
+		return normalize(cfg), &doc, nil, nil
 	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, nil, &Error{File: file, Line: root.Line, Err: errors.New("top level must be a mapping with nodeprofiles: and nodes:")}
+		return nil, nil, nil, &Error{File: file, Line: root.Line, Err: errors.New("top level must be a mapping with nodeprofiles: and nodes:")}
 	}
 	var errs []error
-	checkKeys(root, reflect.TypeOf(Config{}), file, "", "", nil, &errs)
-	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
-	}
+	var unknown []*Error
+	checkKeys(root, reflect.TypeOf(Config{}), file, "", "", nil, &unknown)
 	normalize(cfg)
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -63,7 +64,7 @@ func parse(file string, data []byte) (*Config, *yaml.Node, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, nil, errors.Join(errs...)
 	}
 	normalize(cfg)
 	for _, kind := range []string{"profile", "node"} {
@@ -82,9 +83,9 @@ func parse(file string, data []byte) (*Config, *yaml.Node, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, nil, errors.Join(errs...)
+		return nil, nil, nil, errors.Join(errs...)
 	}
-	return cfg, &doc, nil
+	return cfg, &doc, unknown, nil
 }
 
 // decodeSection decodes the records of nodeprofiles: or nodes: one by one,
@@ -147,8 +148,9 @@ func normalize(cfg *Config) *Config {
 }
 
 // checkKeys walks a YAML mapping against the Go type it decodes into and
-// reports every key that has no field, with its line.
-func checkKeys(n *yaml.Node, t reflect.Type, file, kind, name string, path []string, errs *[]error) {
+// reports every key that has no field, with its line. Such keys are not
+// errors: Warewulf 4.7 ignores them, wwboot keeps them (Extra).
+func checkKeys(n *yaml.Node, t reflect.Type, file, kind, name string, path []string, errs *[]*Error) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -168,10 +170,12 @@ func checkKeys(n *yaml.Node, t reflect.Type, file, kind, name string, path []str
 			}
 			f, ok := fieldByKey(t, k.Value)
 			if !ok {
-				if len(*errs) < maxErrors {
-					*errs = append(*errs, &Error{File: file, Line: k.Line, Kind: kind, Name: name, Field: join(path, k.Value),
-						Err: fmt.Errorf("unknown key %q (known keys here: %s): fix its spelling or remove it", k.Value, strings.Join(keysOf(t), ", "))})
+				why := "kept as written and not used; fix its spelling or remove it"
+				if old, ok := legacyKeys[k.Value]; ok {
+					why = old + "; kept as written and not used"
 				}
+				*errs = append(*errs, &Error{File: file, Line: k.Line, Kind: kind, Name: name, Field: join(path, k.Value),
+					Err: fmt.Errorf("unknown key %q (known keys here: %s): %s", k.Value, strings.Join(keysOf(t), ", "), why)})
 				continue
 			}
 			checkKeys(v, f.Type, file, kind, name, append(path, k.Value), errs)
@@ -195,6 +199,21 @@ func checkKeys(n *yaml.Node, t reflect.Type, file, kind, name string, path []str
 			checkKeys(v, t.Elem(), file, kind, name, append(path, k.Value), errs)
 		}
 	}
+}
+
+// legacyKeys explains keys that earlier Warewulf 4.x releases wrote and 4.7
+// no longer reads.
+var legacyKeys = map[string]string{
+	"primary":         "Warewulf before 4.5 marked the primary device here; 4.5 and later use the node's \"primary network\"",
+	"default":         "an early Warewulf 4 marker of the primary device; use the node's \"primary network\"",
+	"ipcidr":          "Warewulf before 4.5 stored the derived address/prefix; it is computed now",
+	"prefix":          "Warewulf before 4.5 stored the derived prefix length; it is computed now",
+	"keys":            "Warewulf before 4.4 called tags keys; move them under tags",
+	"tagsdel":         "a wwctl command-line field that older releases wrote by mistake",
+	"kernel args":     "Warewulf before 4.4 wrote it at the top level; use kernel: args:",
+	"kernel override": "Warewulf before 4.4 wrote it at the top level; use kernel: version:",
+	"kernel version":  "Warewulf before 4.4 wrote it at the top level; use kernel: version:",
+	"override":        "Warewulf 4.4/4.5 named the kernel version override; use version",
 }
 
 // fieldByKey finds the struct field whose yaml tag names key.

@@ -72,6 +72,9 @@ func (m *MemoryStore) Update(_ context.Context, fn func(*Config) error) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseNew(m.db, db); err != nil {
+		return err
+	}
 	m.db = db
 	return nil
 }

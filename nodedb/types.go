@@ -1,6 +1,10 @@
 package nodedb
 
-import "go.yaml.in/yaml/v3"
+import (
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // Config is the whole inventory as Warewulf's nodes.conf stores it: profiles
 // and nodes, each a map from name to record. Records are raw: what the file
@@ -64,6 +68,10 @@ type Record struct {
 	// AssetKey is the node's asset tag; when set, provisioning requests must
 	// present it.
 	AssetKey string `yaml:"asset key,omitempty" json:"asset key,omitempty"`
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // Kernel selects a kernel and its command line.
@@ -72,6 +80,10 @@ type Kernel struct {
 	Version string `yaml:"version,omitempty" json:"version,omitempty"`
 	// Args are the kernel command-line arguments.
 	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // UnmarshalYAML accepts args as a list (Warewulf 4.6+) or as one string of
@@ -79,13 +91,14 @@ type Kernel struct {
 func (k *Kernel) UnmarshalYAML(n *yaml.Node) error {
 	type plain Kernel
 	var raw struct {
-		Version string    `yaml:"version"`
-		Args    yaml.Node `yaml:"args"`
+		Version string         `yaml:"version"`
+		Args    yaml.Node      `yaml:"args"`
+		Extra   map[string]any `yaml:",inline"`
 	}
 	if err := n.Decode(&raw); err != nil {
 		return err
 	}
-	*k = Kernel{Version: raw.Version}
+	*k = Kernel{Version: raw.Version, Extra: raw.Extra}
 	switch raw.Args.Kind {
 	case 0:
 	case yaml.ScalarNode:
@@ -97,6 +110,30 @@ func (k *Kernel) UnmarshalYAML(n *yaml.Node) error {
 		}
 		k.Args = p.Args
 	}
+	return nil
+}
+
+// Options is a comma-separated option string, such as a file system's
+// mount options ("defaults,noatime"). nodes.conf may hold it as a string or
+// as a list of options; a list reads as its entries joined with ",", so
+// templates print "defaults,noatime" either way.
+type Options string
+
+// UnmarshalYAML accepts a string or a list of strings.
+func (o *Options) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		var list []string
+		if err := n.Decode(&list); err != nil {
+			return err
+		}
+		*o = Options(strings.Join(list, ","))
+		return nil
+	}
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	*o = Options(s)
 	return nil
 }
 
@@ -126,6 +163,10 @@ type NetDev struct {
 	MTU string `yaml:"mtu,omitempty" json:"mtu,omitempty"`
 	// Tags are free key/value pairs for templates.
 	Tags map[string]string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // IPMI describes a node's baseboard management controller.
@@ -152,6 +193,10 @@ type IPMI struct {
 	Template string `yaml:"template,omitempty" json:"template,omitempty"`
 	// Tags are free key/value pairs for templates.
 	Tags map[string]string `yaml:"tags,omitempty" json:"tags,omitempty"`
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // Disk describes a disk to partition.
@@ -160,6 +205,10 @@ type Disk struct {
 	WipeTable string `yaml:"wipe_table,omitempty" json:"wipe_table,omitempty"`
 	// Partitions by label.
 	Partitions map[string]*Partition `yaml:"partitions,omitempty" json:"partitions,omitempty"`
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // Partition describes one partition of a Disk.
@@ -172,6 +221,10 @@ type Partition struct {
 	WipePartitionEntry string `yaml:"wipe_partition_entry,omitempty" json:"wipe_partition_entry,omitempty"` // "true"/"false"
 	ShouldExist        string `yaml:"should_exist,omitempty" json:"should_exist,omitempty"`                 // "true"/"false"
 	Resize             string `yaml:"resize,omitempty" json:"resize,omitempty"`                             // "true"/"false"
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // FileSystem describes a file system to create on a device.
@@ -182,7 +235,11 @@ type FileSystem struct {
 	Label          string   `yaml:"label,omitempty" json:"label,omitempty"`                     // file system label
 	UUID           string   `yaml:"uuid,omitempty" json:"uuid,omitempty"`                       // file system UUID
 	Options        []string `yaml:"options,omitempty" json:"options,omitempty"`                 // mkfs options
-	MountOptions   []string `yaml:"mount_options,omitempty" json:"mount_options,omitempty"`     // mount options
+	MountOptions   Options  `yaml:"mount_options,omitempty" json:"mount_options,omitempty"`     // mount options, comma-separated
+	// Extra holds keys wwboot does not know (written by another Warewulf
+	// release or by hand). They are kept, and written back, as they were;
+	// loading reports them (DB.Findings). Not merged, not given to templates.
+	Extra map[string]any `yaml:",inline" json:"-"`
 }
 
 // Node is the effective node: its own record merged over its profiles, with
@@ -190,9 +247,13 @@ type FileSystem struct {
 type Node struct {
 	// ID is the node's name, its key under nodes:.
 	ID string `yaml:"id" json:"id"`
-	// Record holds the merged values. Profiles lists the fully expanded
-	// profile chain, in merge order.
+	// Record holds the merged values. Profiles is the node's own list, as
+	// Warewulf's MergeNode keeps it (negations applied); Chain has the
+	// expansion.
 	Record `yaml:",inline"`
+	// Chain is the fully expanded profile chain, in merge order, negations
+	// applied (profiles that do not exist included: merging skips them).
+	Chain []string `yaml:"-" json:"-"`
 	// Primary is the name of the primary network device ("" if none).
 	Primary string `yaml:"-" json:"-"`
 }

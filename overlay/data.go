@@ -65,7 +65,7 @@ type Node struct {
 	Root           string                 // root file system type (initramfs, tmpfs)
 	AssetKey       string                 // asset tag
 	Discoverable   Bool                   // may take the next unknown MAC
-	Profiles       []string               // expanded profile chain
+	Profiles       []string               // the node's own profile list, as in Warewulf (nodedb.Node.Chain has the expansion)
 	NetDevs        map[string]*NetDev     // network devices by logical name
 	PrimaryNetDev  string                 // name of the primary network device ("" if none)
 	Tags           map[string]string      // free key/value pairs (never nil)
@@ -98,33 +98,38 @@ type NetDev struct {
 	Ipaddr     net.IP            // IPv4 address
 	Netmask    net.IP            // IPv4 netmask (from netmask or ipaddr's /prefix)
 	Gateway    net.IP            // IPv4 gateway
-	IpCIDR     string            // address/prefix, e.g. 10.0.0.5/24 ("" without address)
+	IpCIDR     string            // address/prefix, e.g. 10.0.0.5/24 ("" without address or netmask, as Warewulf's NetDev.IpCIDR)
 	Prefix     int               // IPv4 prefix length (0 if unknown)
 	Ipaddr6    net.IP            // IPv6 address
-	Prefixlen6 string            // IPv6 prefix length
+	IpCIDR6    string            // IPv6 address/prefix, e.g. fd00::5/64 (prefix 64 when unset; "" without an IPv6 address)
+	PrefixLen6 string            // IPv6 prefix length (Warewulf's spelling)
+	Prefixlen6 string            // PrefixLen6, for templates written for earlier wwboot releases
 	Gateway6   net.IP            // IPv6 gateway
 	MTU        string            // link MTU
 	Primary    bool              // true for the node's primary device
 	Tags       map[string]string // free key/value pairs (never nil)
 }
 
-// Disk is a disk to partition.
+// Disk is a disk to partition. Its switches are booleans, as in Warewulf
+// 4.7, so that {{ if $disk.WipeTable }} is false for wipe_table: false
+// (and for anything that is not a boolean).
 type Disk struct {
-	WipeTable  Bool
+	WipeTable  bool
 	Partitions map[string]*Partition
 }
 
 // Partition is one partition of a Disk.
 type Partition struct {
 	Number, SizeMiB, StartMiB, TypeGuid, Guid string
-	WipePartitionEntry, ShouldExist, Resize   Bool
+	WipePartitionEntry, ShouldExist, Resize   bool
 }
 
 // FileSystem is a file system to create.
 type FileSystem struct {
 	Format, Path, Label, Uuid string
-	WipeFileSystem            Bool
-	Options, MountOptions     []string
+	WipeFileSystem            bool
+	Options                   []string
+	MountOptions              string // comma-separated ("defaults,noatime"), also when nodes.conf lists them
 }
 
 // ServerInfo is what templates know about the provisioning server. The
@@ -353,14 +358,14 @@ func NodeData(n *nodedb.Node) *Node {
 			if d == nil {
 				continue
 			}
-			od := &Disk{WipeTable: Bool(d.WipeTable), Partitions: map[string]*Partition{}}
+			od := &Disk{WipeTable: Bool(d.WipeTable).Bool(), Partitions: map[string]*Partition{}}
 			for label, p := range d.Partitions {
 				if p == nil {
 					continue
 				}
 				od.Partitions[label] = &Partition{Number: p.Number, SizeMiB: p.SizeMiB, StartMiB: p.StartMiB,
-					TypeGuid: p.TypeGUID, Guid: p.GUID, WipePartitionEntry: Bool(p.WipePartitionEntry),
-					ShouldExist: Bool(p.ShouldExist), Resize: Bool(p.Resize)}
+					TypeGuid: p.TypeGUID, Guid: p.GUID, WipePartitionEntry: Bool(p.WipePartitionEntry).Bool(),
+					ShouldExist: Bool(p.ShouldExist).Bool(), Resize: Bool(p.Resize).Bool()}
 			}
 			out.Disks[dev] = od
 		}
@@ -372,7 +377,7 @@ func NodeData(n *nodedb.Node) *Node {
 				continue
 			}
 			out.FileSystems[dev] = &FileSystem{Format: f.Format, Path: f.Path, Label: f.Label, Uuid: f.UUID,
-				WipeFileSystem: Bool(f.WipeFileSystem), Options: f.Options, MountOptions: f.MountOptions}
+				WipeFileSystem: Bool(f.WipeFileSystem).Bool(), Options: f.Options, MountOptions: string(f.MountOptions)}
 		}
 	}
 	return out
@@ -397,18 +402,22 @@ func netDevData(nd *nodedb.NetDev, primary bool) *NetDev {
 		if out.Ipaddr != nil {
 			out.IpCIDR = out.Ipaddr.String() + "/" + strconv.Itoa(bits)
 		}
-	} else if out.Ipaddr != nil {
-		out.IpCIDR = out.Ipaddr.String()
 	}
 	if p, err := nodedb.ParseIPv4(nd.Gateway); err == nil {
 		out.Gateway = net.IP(p.Addr().AsSlice())
 	}
-	if p, err := nodedb.ParseIPv6(nd.Ipaddr6); err == nil {
+	if p, err := nodedb.ParseIPv6(nd.Ipaddr6); err == nil && p.Addr().IsValid() {
 		out.Ipaddr6 = net.IP(p.Addr().AsSlice())
 		if out.Prefixlen6 == "" && p.Bits() >= 0 {
 			out.Prefixlen6 = strconv.Itoa(p.Bits())
 		}
+		bits := 64
+		if b, err := strconv.Atoi(out.Prefixlen6); err == nil && b >= 0 && b <= 128 {
+			bits = b
+		}
+		out.IpCIDR6 = out.Ipaddr6.String() + "/" + strconv.Itoa(bits)
 	}
+	out.PrefixLen6 = out.Prefixlen6
 	if p, err := nodedb.ParseIPv6(nd.Gateway6); err == nil {
 		out.Gateway6 = net.IP(p.Addr().AsSlice())
 	}

@@ -57,9 +57,12 @@
 //
 // The file and softlink directives are carried by markers made of NUL
 // bytes and a per-render random nonce, not by a text comment that a tag
-// value could imitate. file names are relative to the template's directory
-// (a leading "/" included, as in Warewulf's code) and may not leave the
-// overlay root. nobackup is accepted and does nothing (an archive replaces
+// value could imitate. As in Warewulf 4.7, output switches to the new file
+// exactly where file is called (text after the call on the same line goes
+// to the new file; several calls on one line all count); text before the
+// first file call is not written unless softlink made it a link. A relative
+// name lands beside the template, an absolute one at that path of the
+// overlay root; no name may leave the overlay root. nobackup is accepted and does nothing (an archive replaces
 // files, it keeps no backups); abort writes no file; IncludeBlock of a
 // missing file is an error. IgnitionJson is not provided. Extensions:
 // ShellQuote, SSHHostKey and SSHHostPubKey (this node's host keys, generated

@@ -245,51 +245,47 @@ func (s *state) machineID() (string, error) {
 	return trimNL(id), nil
 }
 
-// split applies the file and softlink directives to a template's output:
-// a line holding a file marker is dropped and starts a new output file
-// (named relative to the template's directory); the text before the first
-// marker stays with the first file, as in Warewulf. A softlink marker turns
-// the current output into a symlink.
+// split applies the file and softlink directives to a template's output.
+// The rule is Warewulf 4.7's: output switches to the new file exactly where
+// file is called — text after the call, on the same line or not, goes to
+// the new file, and several calls on one line are all honoured. Text before
+// the first file call is dropped when named files follow, unless a softlink
+// made it a link (then the template's own path stays a link). A relative
+// name is resolved beside the template (nominal's directory), an absolute
+// one from the overlay root. A softlink call turns the current output into
+// a symlink to its target (what was written to it is dropped).
 func (s *state) split(out []byte, nominal string) ([]output, error) {
 	type cur struct {
 		name string
 		buf  bytes.Buffer
 		link *string
 	}
-	files := []*cur{{name: nominal}}
-	first := true
-	for len(out) > 0 {
-		i := bytes.IndexByte(out, '\n')
-		var line []byte
+	c := &cur{name: nominal}
+	files := []*cur{c}
+	named := false
+	for {
+		i, end, kind, idx := s.nextMarker(out)
 		if i < 0 {
-			line, out = out, nil
-		} else {
-			line, out = out[:i+1], out[i+1:]
+			c.buf.Write(out)
+			break
 		}
-		if bytes.IndexByte(line, 0) < 0 {
-			files[len(files)-1].buf.Write(line)
-			continue
-		}
-		kind, idx, ok := s.findMarker(line)
-		if !ok {
-			files[len(files)-1].buf.Write(line)
-			continue
-		}
+		c.buf.Write(out[:i])
+		out = out[end:]
 		switch kind {
 		case 'F':
-			name, ok := cleanRel(path.Join(path.Dir(nominal), s.names[idx]))
-			if !ok || strings.HasPrefix(path.Join(path.Dir(nominal), s.names[idx]), "../") {
-				return nil, fmt.Errorf("file %q: the name leaves the overlay root: use a path below the template's directory", s.names[idx])
+			name, err := s.fileName(nominal, s.names[idx])
+			if err != nil {
+				return nil, err
 			}
-			if first {
-				files[0].name = name // keep what came before, like Warewulf
-				first = false
-			} else {
-				files = append(files, &cur{name: name})
+			if !named && files[0].link == nil {
+				files = files[:0] // what came before the first file() is not written
 			}
+			named = true
+			c = &cur{name: name}
+			files = append(files, c)
 		case 'L':
 			t := s.links[idx]
-			files[len(files)-1].link = &t
+			c.link = &t
 		}
 	}
 	res := make([]output, 0, len(files))
@@ -303,24 +299,49 @@ func (s *state) split(out []byte, nominal string) ([]output, error) {
 	return res, nil
 }
 
-// findMarker finds the first valid directive marker in line.
-func (s *state) findMarker(line []byte) (kind byte, idx int, ok bool) {
-	prefix := "\x00" + s.nonce
-	for {
-		i := bytes.Index(line, []byte(prefix))
-		if i < 0 {
-			return 0, 0, false
+// fileName resolves the argument of file for the template whose own
+// output path is nominal: an absolute name from the overlay root, a
+// relative one from nominal's directory. Names that leave the root, or
+// name it, are refused.
+func (s *state) fileName(nominal, name string) (string, error) {
+	if base := path.Base(name); name == "" || strings.HasSuffix(name, "/") || base == "." || base == ".." {
+		return "", fmt.Errorf("file %q: not a file name: name a file, like \"x.conf\" or \"/etc/x.conf\"", name)
+	}
+	full := name
+	if !strings.HasPrefix(name, "/") {
+		full = path.Join(path.Dir(nominal), name)
+		if full == ".." || strings.HasPrefix(full, "../") {
+			return "", fmt.Errorf("file %q: the name leaves the overlay root: use a path below the overlay root", name)
 		}
-		rest := line[i+len(prefix):]
-		end := bytes.IndexByte(rest, 0)
-		if end > 1 {
+	}
+	c, ok := cleanRel(full)
+	if !ok {
+		return "", fmt.Errorf("file %q: not a file path below the overlay root: use a name like \"x.conf\" or \"/etc/x.conf\"", name)
+	}
+	return c, nil
+}
+
+// nextMarker finds the first valid directive marker in out: its start and
+// end offsets, its kind ('F' or 'L') and index. i is -1 when there is none.
+func (s *state) nextMarker(out []byte) (i, end int, kind byte, idx int) {
+	prefix := []byte("\x00" + s.nonce)
+	off := 0
+	for {
+		j := bytes.Index(out[off:], prefix)
+		if j < 0 {
+			return -1, 0, 0, 0
+		}
+		start := off + j
+		rest := out[start+len(prefix):]
+		e := bytes.IndexByte(rest, 0)
+		if e > 1 {
 			k := rest[0]
-			n, err := strconv.Atoi(string(rest[1:end]))
-			if err == nil && (k == 'F' && n < len(s.names) || k == 'L' && n < len(s.links)) && n >= 0 {
-				return k, n, true
+			n, err := strconv.Atoi(string(rest[1:e]))
+			if err == nil && n >= 0 && (k == 'F' && n < len(s.names) || k == 'L' && n < len(s.links)) {
+				return start, start + len(prefix) + e + 1, k, n
 			}
 		}
-		line = line[i+1:]
+		off = start + 1
 	}
 }
 

@@ -619,6 +619,9 @@ func (r *Renderer) execAll(refs []tmplRef, data *TemplateData, node string) ([]l
 	for _, ref := range sorted {
 		o, st, err := r.exec(ref, data, node)
 		stamps = append(stamps, st...)
+		if err != nil && ref.f.parseErr != nil {
+			continue // logged when the overlay was loaded; the other files render
+		}
 		if err != nil {
 			return nil, stamps, err
 		}
@@ -643,6 +646,11 @@ func (r *Renderer) execAll(refs []tmplRef, data *TemplateData, node string) ([]l
 // exec executes one template.
 func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output, []fileStamp, error) {
 	f := ref.f
+	if f.parseErr != nil {
+		te := *f.parseErr.(*TemplateError)
+		te.Node = node
+		return nil, nil, &te
+	}
 	inst, _ := f.pool.Get().(*instance)
 	if inst == nil {
 		inst = f.setup()

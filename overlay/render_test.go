@@ -244,10 +244,10 @@ func TestLayering(t *testing.T) {
 	}
 	write("a/rootfs/etc/motd", "from a\n")
 	write("a/rootfs/etc/only-a", "a\n")
-	write("a/rootfs/etc/gen.ww", "{{ file \"issue\" }}\nissue from a for {{ .Id }}\n")
+	write("a/rootfs/etc/gen.ww", "{{ file \"issue\" -}}\nissue from a for {{ .Id }}\n")
 	write("b/rootfs/etc/motd.ww", "from b for {{ .Id }}\n")
 	write("b/rootfs/etc/issue", "static issue from b\n")
-	write("c/rootfs/etc/gen.ww", "{{ file \"only-a\" }}\nc wins only-a for {{ .Id }}\n")
+	write("c/rootfs/etc/gen.ww", "{{ file \"only-a\" -}}\nc wins only-a for {{ .Id }}\n")
 	db := testDB(t, testConfig(1))
 	n, _ := db.Node("n00001")
 	r := newTestRenderer(t, func(o *Options) { o.SiteDir = site; o.DefaultSystem = []string{"a", "b", "c"} })
@@ -278,7 +278,7 @@ func TestTemplateErrors(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(p, []byte("ok\n{{ if }}\n"), 0o644))
 	r2 := newTestRenderer(t, func(o *Options) { o.SiteDir = site; o.DefaultSystem = []string{"bad"} })
-	_, err = r2.Render(context.Background(), db, n, System)
+	_, err = r2.RenderFile(context.Background(), db, n, "bad", "etc/x.ww") // a parse error: see TestOneBadTemplate
 	require.ErrorAs(t, err, &te)
 	assert.Equal(t, 2, te.Line)
 	assert.Contains(t, err.Error(), "node n00001")

@@ -79,14 +79,21 @@ type File struct {
 	Data   []byte      // contents of a regular file (template source for .ww)
 	Target string      // symlink target
 
-	tmpl  *template.Template // parsed template (nil unless .ww)
-	deps  deps               // what the template reads
-	pool  sync.Pool          // *instance clones bound to their own state
-	setup func() *instance   // makes a new instance
+	tmpl     *template.Template // parsed template (nil unless .ww)
+	parseErr error              // why a .ww file does not parse (a *TemplateError), or nil
+	deps     deps               // what the template reads
+	pool     sync.Pool          // *instance clones bound to their own state
+	setup    func() *instance   // makes a new instance
 }
 
-// IsTemplate reports whether the file is a .ww template.
-func (f *File) IsTemplate() bool { return f.tmpl != nil }
+// IsTemplate reports whether the file is a .ww template (one that parses
+// or not: see ParseError).
+func (f *File) IsTemplate() bool { return f.tmpl != nil || f.parseErr != nil }
+
+// ParseError returns why the template does not parse (a *TemplateError
+// naming the overlay, file and line), or nil. Such a template produces
+// nothing; the overlay's other files render.
+func (f *File) ParseError() error { return f.parseErr }
 
 // OutputPath is where the file lands in the archive (".ww" dropped).
 func (f *File) OutputPath() string {
@@ -263,18 +270,21 @@ func (r *Renderer) prepare(o *Overlay) error {
 	sort.SliceStable(o.Files, func(i, j int) bool { return o.Files[i].Path < o.Files[j].Path })
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", o.Name, o.Source)
-	var errs []error
 	for _, f := range o.Files {
 		fmt.Fprintf(h, "%s\x00%o\x00%d\x00%d\x00%d\x00%s\x00%d\x00", f.Path, uint32(f.Mode), f.UID, f.GID, f.MTime.Unix(), f.Target, len(f.Data))
 		h.Write(f.Data)
 		if f.Mode.IsRegular() && strings.HasSuffix(f.Path, ".ww") {
+			// One template that does not parse must not take the overlay
+			// down: it is kept with its error, renders nothing, and the
+			// error names it wherever it is used.
 			if err := r.parseTemplate(o, f); err != nil {
-				errs = append(errs, err)
+				f.parseErr = err
+				r.log.Warn("overlay: template does not parse; it is left out, the overlay's other files render", "err", err)
 			}
 		}
 	}
 	o.Hash = hex.EncodeToString(h.Sum(nil))
-	return errors.Join(errs...)
+	return nil
 }
 
 // Names lists the overlays available: site overlays and built-ins, sorted,

@@ -134,10 +134,11 @@ type dhcpReserver struct {
 	}
 }
 
-// Reserved reports whether a node in the inventory has addr.
+// Reserved reports whether a node in the inventory has addr (also when
+// several nodes claim it: nodedb.ErrAmbiguous).
 func (r *dhcpReserver) Reserved(addr netip.Addr) bool {
 	n, err := r.lookup.NodeByIP(context.Background(), addr)
-	return err == nil && n != nil
+	return err == nil && n != nil || errors.Is(err, nodedb.ErrAmbiguous)
 }
 
 // HostByHW implements dhcp.Hosts.

@@ -17,6 +17,7 @@ func newNodeCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the nodes of the inventory (ROOT/nodes.conf)"}
 	cmd.AddCommand(newRecordCmds(a, nodeKind)...)
 	cmd.AddCommand(newNodeImportCmd(a))
+	cmd.AddCommand(newNodeCheckCmd(a))
 	return cmd
 }
 

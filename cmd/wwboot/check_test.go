@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestNodeCheck: check lists every finding with file:line, node and field
+// and exits non-zero (the real binary's exit status); a clean file passes.
+// The server side still loads the same file.
+func TestNodeCheck(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	out := mustRun(t, root, "node", "check")
+	assert.Contains(t, out, "nothing to fix")
+
+	conf := filepath.Join(t.TempDir(), "site.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(`nodeprofiles:
+  default: {}
+nodes:
+  n1:
+    profiles: [default, gone]
+    network devices:
+      eth0: {hwaddr: "aa:bb:cc:00:00:01", primary: "true"}
+  n2:
+    network devices:
+      eth0: {hwaddr: "aa:bb:cc:00:00:01"}
+`), 0o644))
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "--root", root, "node", "check", "--file", conf)
+	outb, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "check must fail on findings:\n%s", outb)
+	assert.Equal(t, 1, ee.ExitCode())
+	text := string(outb)
+	for _, want := range []string{
+		conf + `:7: node "n1": network devices.eth0.primary: unknown key "primary"`,
+		conf + `:5: node "n1": profiles: unknown profile "gone"`,
+		conf + `:10: node "n2": network devices.eth0.hwaddr: aa:bb:cc:00:00:01 is also the address of node "n1"`,
+		"3 finding(s)",
+	} {
+		assert.Contains(t, text, want)
+	}
+	lines := 0
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, conf+":") {
+			lines++
+		}
+	}
+	assert.Equal(t, 3, lines, "one line per finding:\n%s", text)
+
+	// The same file in ROOT loads for the other commands.
+	data, _ := os.ReadFile(conf)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "nodes.conf"), data, 0o640))
+	out = mustRun(t, root, "node", "list")
+	assert.Contains(t, out, "n1")
+	assert.Contains(t, out, "n2")
+}
