@@ -56,7 +56,7 @@
 // inventory snapshot within Options.WatchInterval and wakes the waiters;
 // Handler.Notify wakes them for other changes (site overlay files). Held
 // requests are detached from net/http (hijacked), so that an idle agent
-// costs a connection and about a kilobyte, not a goroutine; Server.Shutdown
+// costs a connection and about two kilobytes, not a goroutine; Server.Shutdown
 // (or Handler.StopWaiting) answers them 304.
 //
 // # Node status

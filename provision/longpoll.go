@@ -36,7 +36,7 @@ const longPollWrite = time.Minute
 //   - A request whose overlay has not changed is detached from net/http:
 //     its connection is hijacked and the handler returns, so no goroutine,
 //     no read or write buffer and no request object stays behind. What is
-//     left is the connection, a small waiter and a timer (about 1 KB).
+//     left is the connection, a small waiter and a timer (about 2 KB).
 //   - One watcher goroutine, running only while someone waits, takes a
 //     snapshot of the inventory every WatchInterval and compares its
 //     pointer to the last (nodedb snapshots are immutable, so a new pointer
@@ -57,9 +57,8 @@ type waiter struct {
 	hwaddr string
 	inm    string        // the If-None-Match header
 	req    *http.Request // remote address and query, for the checks on a change
-	db     *nodedb.DB    // snapshot its overlay was last rendered from
-	node   *nodedb.Node
-	etag   string // the archive's ETag, for the 304
+	node   string        // the node's name
+	etag   string        // the archive's ETag, for the 304
 	timer  *time.Timer
 
 	expired bool // the wait ended while a worker held it (guarded by changes.mu)
@@ -294,7 +293,7 @@ func (h *Handler) serveRuntime(w *recorder, r *http.Request, db *nodedb.DB, node
 		return
 	}
 	w.detached = true
-	wt := &waiter{conn: conn, hw: hw, hwaddr: w.hwaddr, inm: inm, db: db, node: node, etag: a.ETag(),
+	wt := &waiter{conn: conn, hw: hw, hwaddr: w.hwaddr, inm: inm, node: node.ID, etag: a.ETag(),
 		req: &http.Request{RemoteAddr: r.RemoteAddr, URL: &url.URL{RawQuery: r.URL.RawQuery}}}
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		// Bytes after the request (a pipelined one): not how an agent
@@ -340,7 +339,7 @@ func (h *Handler) recheck(w *waiter) {
 		h.answer(w, http.StatusInternalServerError, nil, fmt.Sprintf("node %s: runtime overlay: %v\n", node.ID, err))
 		return
 	}
-	w.db, w.node = db, node
+	w.node = node.ID
 	if !etagMatch(w.inm, a.ETag()) {
 		h.answer(w, http.StatusOK, a, "")
 		return
@@ -380,13 +379,9 @@ func (h *Handler) answer(w *waiter, code int, a *overlay.Archive, msg string) {
 	if n > 0 {
 		h.metrics.sent.WithLabelValues(StageRuntime).Add(float64(n))
 	}
-	name := ""
-	if w.node != nil {
-		name = w.node.ID
-	}
-	h.status.record(name, w.hwaddr, StageRuntime, code, n, w.req.RemoteAddr, h.now())
+	h.status.record(w.node, w.hwaddr, StageRuntime, code, n, w.req.RemoteAddr, h.now())
 	if code == http.StatusOK {
-		h.log.Info("sent runtime overlay", "node", name, "client", w.req.RemoteAddr, "code", code, "bytes", n, "long_poll", true)
+		h.log.Info("sent runtime overlay", "node", w.node, "client", w.req.RemoteAddr, "code", code, "bytes", n, "long_poll", true)
 	}
 }
 
