@@ -84,6 +84,11 @@ type Options struct {
 	// 0 means DefaultWatchInterval. A change reaches the waiting agents
 	// within about this, plus the inventory's own check interval.
 	WatchInterval time.Duration
+	// RecheckInterval is how often, while agents wait, each one's runtime
+	// overlay is rendered again though nothing said it changed, to catch
+	// changes of server files templates read (a cache hit per agent when
+	// nothing changed); 0 means DefaultRecheckInterval, negative never.
+	RecheckInterval time.Duration
 	// HeartbeatTimeout is how long after its last heartbeat a node counts
 	// as down; 0 means DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
@@ -174,7 +179,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		}
 	}
 	h.status = newTracker(h.now(), opts.HeartbeatTimeout, opts.BootTimeout)
-	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval)
+	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval, opts.RecheckInterval)
 	h.cache.Store(&scriptCache{})
 	h.routes()
 	return h, nil

@@ -27,6 +27,11 @@ const MaxWait = 300 * time.Second
 // for a new inventory snapshot (Options.WatchInterval when 0).
 const DefaultWatchInterval = 250 * time.Millisecond
 
+// DefaultRecheckInterval is how often every waiting agent's overlay is
+// rendered again even though nothing said it changed
+// (Options.RecheckInterval when 0).
+const DefaultRecheckInterval = time.Minute
+
 // longPollWrite bounds the writing of one held request's answer.
 const longPollWrite = time.Minute
 
@@ -46,6 +51,12 @@ const longPollWrite = time.Minute
 //     whatever did not change) and answer those whose ETag changed; the
 //     others wait on.
 //   - The wait's end is the waiter's timer, which answers 304.
+//   - Every RecheckInterval (a minute) the watcher wakes every waiter as
+//     if the inventory had changed: a server file an overlay reads (the
+//     root's authorized_keys, a site overlay) may have, and the renderer
+//     notices that. It costs a cache hit per waiting agent, far less than
+//     the agents asking again, and bounds how late such a change arrives,
+//     as Warewulf's 60-s poll does.
 //
 // A ResponseWriter that cannot be hijacked (HTTP/2, a test recorder) waits
 // in the handler instead, woken the same way.
@@ -66,9 +77,10 @@ type waiter struct {
 
 // changes tracks what waits and wakes it.
 type changes struct {
-	h     *Handler
-	inv   Snapshotter // nil: only Notify wakes waiters
-	every time.Duration
+	h       *Handler
+	inv     Snapshotter // nil: only Notify and the recheck wake waiters
+	every   time.Duration
+	recheck time.Duration // <0: never
 
 	mu       sync.Mutex
 	ch       chan struct{} // closed on the next change, for in-handler waits
@@ -80,10 +92,13 @@ type changes struct {
 	stopCh   chan struct{}
 }
 
-func newChanges(h *Handler, inv Inventory, every time.Duration) *changes {
-	c := &changes{h: h, every: every, ch: make(chan struct{}), set: map[*waiter]struct{}{}, stopCh: make(chan struct{})}
+func newChanges(h *Handler, inv Inventory, every, recheck time.Duration) *changes {
+	c := &changes{h: h, every: every, recheck: recheck, ch: make(chan struct{}), set: map[*waiter]struct{}{}, stopCh: make(chan struct{})}
 	if c.every <= 0 {
 		c.every = DefaultWatchInterval
+	}
+	if c.recheck == 0 {
+		c.recheck = DefaultRecheckInterval
 	}
 	if s, ok := inv.(Snapshotter); ok {
 		c.inv = s
@@ -95,19 +110,23 @@ func newChanges(h *Handler, inv Inventory, every time.Duration) *changes {
 // taken now, before the caller compares its own to the current one, so no
 // change falls between the two. c.mu is held.
 func (c *changes) watchLocked() {
-	if c.inv == nil || c.watching {
+	if c.watching {
 		return
 	}
 	c.watching = true
-	c.last, _ = c.inv.Snapshot(context.Background())
+	if c.inv != nil {
+		c.last, _ = c.inv.Snapshot(context.Background())
+	}
 	go c.watch()
 }
 
-// watch polls the inventory's snapshot until nobody waits.
+// watch polls the inventory's snapshot, and rechecks every waiter now and
+// then, until nobody waits.
 func (c *changes) watch() {
 	t := time.NewTicker(c.every)
 	defer t.Stop()
-	for range t.C {
+	lastRecheck := time.Now()
+	for now := range t.C {
 		c.mu.Lock()
 		if len(c.set) == 0 && c.held == 0 {
 			c.watching = false
@@ -116,6 +135,14 @@ func (c *changes) watch() {
 		}
 		last := c.last
 		c.mu.Unlock()
+		if c.recheck > 0 && now.Sub(lastRecheck) >= c.recheck {
+			lastRecheck = now
+			c.notify()
+			continue
+		}
+		if c.inv == nil {
+			continue
+		}
 		db, err := c.inv.Snapshot(context.Background())
 		if err != nil || db == last {
 			continue
@@ -123,6 +150,7 @@ func (c *changes) watch() {
 		c.mu.Lock()
 		c.last = db
 		c.mu.Unlock()
+		lastRecheck = now
 		c.notify()
 	}
 }
