@@ -251,9 +251,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Status returns what the handler has seen of every node, and each node's
-// state now.
-func (h *Handler) Status() Status { return h.status.snapshot(h.now()) }
+// Status returns what the handler has seen of every node, each node's state
+// now, and the inventory's nodes it has not seen.
+func (h *Handler) Status() Status {
+	st := h.status.snapshot(h.now())
+	if s, ok := h.opts.Inventory.(Snapshotter); ok {
+		if db, err := s.Snapshot(context.Background()); err == nil {
+			seen := make(map[string]bool, len(st.Nodes))
+			for _, n := range st.Nodes {
+				seen[n.Node] = true
+			}
+			for _, name := range db.Names() {
+				if !seen[name] {
+					st.Unseen = append(st.Unseen, name)
+				}
+			}
+		}
+	}
+	return st
+}
 
 // Reload re-reads the iPXE templates (when Scripts implements Reloader)
 // and drops the cached scripts. On error the previous templates stay.
