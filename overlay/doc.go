@@ -6,7 +6,9 @@
 // directory (Options.SiteDir, usually ROOT/overlays) and then among the
 // overlays built into this package (wwinit, hostname, hosts, ifupdown,
 // NetworkManager, systemd-networkd, fstab, resolv, ssh.host_keys,
-// ssh.authorized_keys); a site overlay of the same name wins as a whole.
+// ssh.authorized_keys, wwclient); a site overlay of the same name wins as a
+// whole. wwclient delivers the node agent (ServerInfo.Paths.Agent, through
+// the AgentBinary function) with its systemd unit.
 // Files ending in ".ww" are Go text/template templates rendered for the node
 // (data: TemplateData; functions: Warewulf's Include, IncludeFrom,
 // IncludeBlock, file, softlink, ImportLink, readlink, basename, inc, dec,
