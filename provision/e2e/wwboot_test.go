@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -49,6 +50,15 @@ func newWwboot(t *testing.T, lab *netlab.NS) *wwboot {
 			t.Fatalf("go build ./cmd/wwboot (in %s): %v\n%s", repo, err, out)
 		}
 		t.Logf("$ go build -o %s ./cmd/wwboot   (%.1fs)", w.bin, time.Since(start).Seconds())
+		// The node agent, next to wwboot, where wwboot serve finds it for
+		// the wwclient overlay (with -wwboot BINARY, put it beside BINARY).
+		agent := filepath.Join(filepath.Dir(w.bin), "wwboot-agent")
+		cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", agent, "./cmd/wwboot-agent")
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/wwboot-agent (in %s): %v\n%s", repo, err, out)
+		}
 	}
 	return w
 }
