@@ -22,10 +22,11 @@ import (
 // Defaults of an Agent's zero fields.
 const (
 	// DefaultWait is how long one long-poll request asks the server to hold
-	// it when nothing changes. Changes the server is told of (the inventory,
-	// a reload) end the wait at once; it bounds how late a change the server
-	// cannot see coming (a server file an overlay includes) arrives.
-	DefaultWait = 60 * time.Second
+	// it when nothing changes: the longest the server grants. The server
+	// ends the wait when the overlay changes (it watches the inventory, and
+	// renders waiting agents' overlays again every minute for changes of
+	// the files templates read), so a longer wait only means fewer requests.
+	DefaultWait = MaxWait
 	// MaxWait is the longest wait the server grants (?wait=300).
 	MaxWait = 300 * time.Second
 	// DefaultHeartbeat is the interval between heartbeats.

@@ -72,8 +72,10 @@ func do(ctx context.Context, dial DialFunc, base string, req request) (*response
 		return nil, err
 	}
 	defer c.Close()
+	// The context ends the exchange (AfterFunc below); the deadline, a
+	// little later, is a backstop.
 	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
+		_ = c.SetDeadline(dl.Add(time.Second))
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()

@@ -4,10 +4,12 @@
 //
 // An overlay is a directory NAME/rootfs/... looked up first in the site
 // directory (Options.SiteDir, usually ROOT/overlays) and then among the
-// overlays built into this package (wwinit, hostname, hosts, udev.netname,
-// systemd.netname, ifupdown, NetworkManager, systemd-networkd, fstab,
-// resolv, machine-id, ssh.host_keys, ssh.authorized_keys); a site overlay
-// of the same name wins as a whole.
+// overlays built into this package (wwinit, wwclient, hostname, hosts,
+// udev.netname, systemd.netname, ifupdown, NetworkManager,
+// systemd-networkd, fstab, resolv, machine-id, ssh.host_keys,
+// ssh.authorized_keys); a site overlay of the same name wins as a whole.
+// wwclient delivers the node agent (ServerInfo.Paths.Agent, through the
+// AgentBinary function) with its systemd unit.
 // Files ending in ".ww" are Go text/template templates rendered for the node
 // (data: TemplateData; functions: Warewulf's Include, IncludeFrom,
 // IncludeBlock, file, softlink, ImportLink, readlink, basename, inc, dec,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wwboot/wwboot/agent"
 	"github.com/wwboot/wwboot/nodedb"
+	"github.com/wwboot/wwboot/overlay"
 	"github.com/wwboot/wwboot/provision"
 	"github.com/wwboot/wwboot/provision/netlab"
 )
@@ -307,5 +308,45 @@ func TestNodeStateFromReports(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, code, resp.StatusCode, body)
+	}
+}
+
+// TestLongPollRechecksServerFiles: a change no one announces (the server's
+// authorized_keys file, which the runtime overlay includes) reaches a
+// waiting agent at the next recheck; with rechecks off it does not.
+func TestLongPollRechecksServerFiles(t *testing.T) {
+	l := newLab(t)
+	keys := filepath.Join(t.TempDir(), "authorized_keys")
+	require.NoError(t, os.WriteFile(keys, []byte("ssh-ed25519 AAAAfirst first@admin\n"), 0o600))
+	ov, err := overlay.New(overlay.Options{KeyDir: t.TempDir(), CheckInterval: -1,
+		Server: overlay.ServerInfo{Ipaddr: "127.0.0.1", Netmask: "255.0.0.0", Ssh: overlay.SSHConf{AuthorizedKeys: keys}}})
+	require.NoError(t, err)
+	serve := func(recheck time.Duration) string {
+		opts := l.options(t)
+		opts.Overlays, opts.InsecurePorts, opts.RecheckInterval, opts.Registry = ov, true, recheck, nil
+		h, err := provision.NewHandler(opts)
+		require.NoError(t, err)
+		ts := httptest.NewServer(h)
+		t.Cleanup(ts.Close)
+		return ts.URL + "/overlay/runtime/" + mac1
+	}
+	for _, tc := range []struct {
+		recheck time.Duration
+		want    int
+	}{{-1, http.StatusNotModified}, {300 * time.Millisecond, http.StatusOK}} {
+		u := serve(tc.recheck)
+		resp, _ := get(t, u)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		etag := resp.Header.Get("ETag")
+		go func() {
+			time.Sleep(200 * time.Millisecond)
+			assert.NoError(t, os.WriteFile(keys, []byte("ssh-ed25519 AAAA"+tc.recheck.String()+" new@admin\n"), 0o600))
+		}()
+		start := time.Now()
+		resp, _ = get(t, u+"?wait=2", "If-None-Match", etag)
+		assert.Equal(t, tc.want, resp.StatusCode, "recheck %v", tc.recheck)
+		if tc.want == http.StatusOK {
+			assert.Less(t, time.Since(start), 1500*time.Millisecond, "at the next recheck")
+		}
 	}
 }

@@ -10,9 +10,10 @@
 //	GET /kernel/{mac}            the kernel of the node's image
 //	GET /image/{mac}             the node's image (compressed newc cpio)
 //	GET /overlay/system/{mac}    the node's system overlay archive
-//	GET /overlay/runtime/{mac}   the node's runtime overlay archive (secured, see below)
+//	GET /overlay/runtime/{mac}   the node's runtime overlay archive (secured, see below; long-poll with ?wait=)
+//	POST /agent/{mac}            the node agent's heartbeat or report, JSON (secured like the runtime overlay)
 //	GET /boot/{file}             iPXE binaries for UEFI HTTP Boot (Options.BootFS)
-//	GET /status                  per-node boot status, JSON
+//	GET /status                  per-node state (up, booting, down, failed) and why, JSON
 //	GET /healthz                 "ok"
 //	GET /metrics                 Prometheus metrics of Options.Registry
 //
@@ -47,6 +48,25 @@
 // asset key, when the node has one, as ?assetkey=KEY, which is how Warewulf's
 // templates pass iPXE's ${asset} (the machine's SMBIOS asset tag). wwboot's
 // default script adds it to its URLs for such nodes.
+//
+// The node agent (package agent) keeps the runtime overlay current with a
+// long-poll: GET /overlay/runtime/{mac}?wait=SECONDS (at most 300) with
+// If-None-Match naming the archive it has is held until the archive changes
+// (200 and the new one) or the wait ends (304). The handler notices a new
+// inventory snapshot within Options.WatchInterval and wakes the waiters;
+// Handler.Notify wakes them for other changes (site overlay files). Held
+// requests are detached from net/http (hijacked), so that an idle agent
+// costs a connection and about two kilobytes, not a goroutine; Server.Shutdown
+// (or Handler.StopWaiting) answers them 304.
+//
+// # Node status
+//
+// Each node's state is worked out from what it did: up while its agent's
+// heartbeats (POST /agent/{mac} with state up, every 30 s) are fresher than
+// Options.HeartbeatTimeout; booting while it fetches its boot files (or
+// reports booting) within Options.BootTimeout; failed once it reports a
+// failure (until it boots again), with its reason; down otherwise, with
+// how long it has been quiet.
 //
 // # Interfaces
 //

@@ -66,3 +66,39 @@ func FuzzRouter(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseReport feeds hostile report bodies (POST /agent/{mac}): no
+// panic, and what is accepted is a known state, a short stage word and a
+// printable reason of bounded length.
+func FuzzParseReport(f *testing.F) {
+	for _, s := range []string{
+		`{"state":"up","stage":"agent","reason":""}`,
+		`{"state":"failed","stage":"init","reason":"system overlay incomplete: no end marker"}`,
+		`{"state":"booting"}`, `{"state":"up","extra":[1,2,{"a":null}]}`, `{"state":"up"} trailing`,
+		`{"state":"failed","reason":"\u0000\u001b[31mred\n\u2028"}`, `{"state":"up","stage":"../../x"}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rep, err := provision.ParseReport(b)
+		if err != nil {
+			return
+		}
+		switch rep.State {
+		case provision.StateUp, provision.StateBooting, provision.StateFailed:
+		default:
+			t.Fatalf("accepted state %q", rep.State)
+		}
+		if len(rep.Stage) > 32 || strings.ContainsAny(rep.Stage, " /\n") {
+			t.Fatalf("accepted stage %q", rep.Stage)
+		}
+		if len(rep.Reason) > provision.MaxReason+3 {
+			t.Fatalf("reason of %d bytes", len(rep.Reason))
+		}
+		for _, r := range rep.Reason {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("control character %q in the reason", r)
+			}
+		}
+	})
+}

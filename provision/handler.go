@@ -84,6 +84,11 @@ type Options struct {
 	// 0 means DefaultWatchInterval. A change reaches the waiting agents
 	// within about this, plus the inventory's own check interval.
 	WatchInterval time.Duration
+	// RecheckInterval is how often, while agents wait, each one's runtime
+	// overlay is rendered again though nothing said it changed, to catch
+	// changes of server files templates read (a cache hit per agent when
+	// nothing changed); 0 means DefaultRecheckInterval, negative never.
+	RecheckInterval time.Duration
 	// HeartbeatTimeout is how long after its last heartbeat a node counts
 	// as down; 0 means DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
@@ -175,7 +180,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		}
 	}
 	h.status = newTracker(h.now(), opts.HeartbeatTimeout, opts.BootTimeout)
-	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval)
+	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval, opts.RecheckInterval)
 	h.cache.Store(&scriptCache{})
 	h.routes()
 	return h, nil
@@ -247,9 +252,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// Status returns what the handler has seen of every node, and each node's
-// state now.
-func (h *Handler) Status() Status { return h.status.snapshot(h.now()) }
+// Status returns what the handler has seen of every node, each node's state
+// now, and the inventory's nodes it has not seen.
+func (h *Handler) Status() Status {
+	st := h.status.snapshot(h.now())
+	if s, ok := h.opts.Inventory.(Snapshotter); ok {
+		if db, err := s.Snapshot(context.Background()); err == nil {
+			seen := make(map[string]bool, len(st.Nodes))
+			for _, n := range st.Nodes {
+				seen[n.Node] = true
+			}
+			for _, name := range db.Names() {
+				if !seen[name] {
+					st.Unseen = append(st.Unseen, name)
+				}
+			}
+		}
+	}
+	return st
+}
 
 // Reload re-reads the iPXE templates (when Scripts implements Reloader)
 // and drops the cached scripts. On error the previous templates stay.

@@ -27,6 +27,11 @@ const MaxWait = 300 * time.Second
 // for a new inventory snapshot (Options.WatchInterval when 0).
 const DefaultWatchInterval = 250 * time.Millisecond
 
+// DefaultRecheckInterval is how often every waiting agent's overlay is
+// rendered again even though nothing said it changed
+// (Options.RecheckInterval when 0).
+const DefaultRecheckInterval = time.Minute
+
 // longPollWrite bounds the writing of one held request's answer.
 const longPollWrite = time.Minute
 
@@ -36,7 +41,7 @@ const longPollWrite = time.Minute
 //   - A request whose overlay has not changed is detached from net/http:
 //     its connection is hijacked and the handler returns, so no goroutine,
 //     no read or write buffer and no request object stays behind. What is
-//     left is the connection, a small waiter and a timer (about 1 KB).
+//     left is the connection, a small waiter and a timer (about 2 KB).
 //   - One watcher goroutine, running only while someone waits, takes a
 //     snapshot of the inventory every WatchInterval and compares its
 //     pointer to the last (nodedb snapshots are immutable, so a new pointer
@@ -46,6 +51,12 @@ const longPollWrite = time.Minute
 //     whatever did not change) and answer those whose ETag changed; the
 //     others wait on.
 //   - The wait's end is the waiter's timer, which answers 304.
+//   - Every RecheckInterval (a minute) the watcher wakes every waiter as
+//     if the inventory had changed: a server file an overlay reads (the
+//     root's authorized_keys, a site overlay) may have, and the renderer
+//     notices that. It costs a cache hit per waiting agent, far less than
+//     the agents asking again, and bounds how late such a change arrives,
+//     as Warewulf's 60-s poll does.
 //
 // A ResponseWriter that cannot be hijacked (HTTP/2, a test recorder) waits
 // in the handler instead, woken the same way.
@@ -57,9 +68,8 @@ type waiter struct {
 	hwaddr string
 	inm    string        // the If-None-Match header
 	req    *http.Request // remote address and query, for the checks on a change
-	db     *nodedb.DB    // snapshot its overlay was last rendered from
-	node   *nodedb.Node
-	etag   string // the archive's ETag, for the 304
+	node   string        // the node's name
+	etag   string        // the archive's ETag, for the 304
 	timer  *time.Timer
 
 	expired bool // the wait ended while a worker held it (guarded by changes.mu)
@@ -67,9 +77,10 @@ type waiter struct {
 
 // changes tracks what waits and wakes it.
 type changes struct {
-	h     *Handler
-	inv   Snapshotter // nil: only Notify wakes waiters
-	every time.Duration
+	h       *Handler
+	inv     Snapshotter // nil: only Notify and the recheck wake waiters
+	every   time.Duration
+	recheck time.Duration // <0: never
 
 	mu       sync.Mutex
 	ch       chan struct{} // closed on the next change, for in-handler waits
@@ -81,10 +92,13 @@ type changes struct {
 	stopCh   chan struct{}
 }
 
-func newChanges(h *Handler, inv Inventory, every time.Duration) *changes {
-	c := &changes{h: h, every: every, ch: make(chan struct{}), set: map[*waiter]struct{}{}, stopCh: make(chan struct{})}
+func newChanges(h *Handler, inv Inventory, every, recheck time.Duration) *changes {
+	c := &changes{h: h, every: every, recheck: recheck, ch: make(chan struct{}), set: map[*waiter]struct{}{}, stopCh: make(chan struct{})}
 	if c.every <= 0 {
 		c.every = DefaultWatchInterval
+	}
+	if c.recheck == 0 {
+		c.recheck = DefaultRecheckInterval
 	}
 	if s, ok := inv.(Snapshotter); ok {
 		c.inv = s
@@ -96,19 +110,23 @@ func newChanges(h *Handler, inv Inventory, every time.Duration) *changes {
 // taken now, before the caller compares its own to the current one, so no
 // change falls between the two. c.mu is held.
 func (c *changes) watchLocked() {
-	if c.inv == nil || c.watching {
+	if c.watching {
 		return
 	}
 	c.watching = true
-	c.last, _ = c.inv.Snapshot(context.Background())
+	if c.inv != nil {
+		c.last, _ = c.inv.Snapshot(context.Background())
+	}
 	go c.watch()
 }
 
-// watch polls the inventory's snapshot until nobody waits.
+// watch polls the inventory's snapshot, and rechecks every waiter now and
+// then, until nobody waits.
 func (c *changes) watch() {
 	t := time.NewTicker(c.every)
 	defer t.Stop()
-	for range t.C {
+	lastRecheck := time.Now()
+	for now := range t.C {
 		c.mu.Lock()
 		if len(c.set) == 0 && c.held == 0 {
 			c.watching = false
@@ -117,6 +135,14 @@ func (c *changes) watch() {
 		}
 		last := c.last
 		c.mu.Unlock()
+		if c.recheck > 0 && now.Sub(lastRecheck) >= c.recheck {
+			lastRecheck = now
+			c.notify()
+			continue
+		}
+		if c.inv == nil {
+			continue
+		}
 		db, err := c.inv.Snapshot(context.Background())
 		if err != nil || db == last {
 			continue
@@ -124,6 +150,7 @@ func (c *changes) watch() {
 		c.mu.Lock()
 		c.last = db
 		c.mu.Unlock()
+		lastRecheck = now
 		c.notify()
 	}
 }
@@ -294,7 +321,7 @@ func (h *Handler) serveRuntime(w *recorder, r *http.Request, db *nodedb.DB, node
 		return
 	}
 	w.detached = true
-	wt := &waiter{conn: conn, hw: hw, hwaddr: w.hwaddr, inm: inm, db: db, node: node, etag: a.ETag(),
+	wt := &waiter{conn: conn, hw: hw, hwaddr: w.hwaddr, inm: inm, node: node.ID, etag: a.ETag(),
 		req: &http.Request{RemoteAddr: r.RemoteAddr, URL: &url.URL{RawQuery: r.URL.RawQuery}}}
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		// Bytes after the request (a pipelined one): not how an agent
@@ -340,7 +367,7 @@ func (h *Handler) recheck(w *waiter) {
 		h.answer(w, http.StatusInternalServerError, nil, fmt.Sprintf("node %s: runtime overlay: %v\n", node.ID, err))
 		return
 	}
-	w.db, w.node = db, node
+	w.node = node.ID
 	if !etagMatch(w.inm, a.ETag()) {
 		h.answer(w, http.StatusOK, a, "")
 		return
@@ -380,13 +407,9 @@ func (h *Handler) answer(w *waiter, code int, a *overlay.Archive, msg string) {
 	if n > 0 {
 		h.metrics.sent.WithLabelValues(StageRuntime).Add(float64(n))
 	}
-	name := ""
-	if w.node != nil {
-		name = w.node.ID
-	}
-	h.status.record(name, w.hwaddr, StageRuntime, code, n, w.req.RemoteAddr, h.now())
+	h.status.record(w.node, w.hwaddr, StageRuntime, code, n, w.req.RemoteAddr, h.now())
 	if code == http.StatusOK {
-		h.log.Info("sent runtime overlay", "node", name, "client", w.req.RemoteAddr, "code", code, "bytes", n, "long_poll", true)
+		h.log.Info("sent runtime overlay", "node", w.node, "client", w.req.RemoteAddr, "code", code, "bytes", n, "long_poll", true)
 	}
 }
 

@@ -93,6 +93,10 @@ type Status struct {
 	// Unknown are MACs not in the inventory that asked for a script, the
 	// most recent ones (at most maxUnknown), by MAC.
 	Unknown []NodeStatus `json:"unknown"`
+	// Unseen are the inventory's nodes that have asked nothing since the
+	// server started (when the Inventory is a Snapshotter), by name: down,
+	// or powered off.
+	Unseen []string `json:"unseen,omitempty"`
 }
 
 // maxUnknown bounds the unknown MACs the status remembers, since anyone on

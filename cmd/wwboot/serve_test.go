@@ -42,6 +42,7 @@ func TestServeNewSite(t *testing.T) {
 		"--ipaddr", "127.0.0.1", "--netmask", "255.0.0.0")
 	// wwclient: the system overlay carries the agent serve finds next to itself.
 	mustRun(t, root, "node", "set", "n1", "--system-overlays", "wwinit,hostname,wwclient")
+	mustRun(t, root, "node", "add", "n2", "--netdev", "default", "--hwaddr", "52:54:00:12:34:57", "--ipaddr", "127.0.0.2")
 
 	tree := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(tree, "boot"), 0o755))
@@ -100,6 +101,7 @@ func TestServeNewSite(t *testing.T) {
 	// a failure report, which wwboot status shows.
 	status := mustRun(t, root, "status", "--server", base)
 	assert.Regexp(t, `n1\s+booting\s+52:54:00:12:34:56\s+runtime\s+`, status)
+	assert.Regexp(t, `n2\s+down\s+-\s+-\s+-\s+-\s+not seen since the server started`, status, "an inventory node that never asked")
 	if os.Geteuid() == 0 {
 		agent := filepath.Join(filepath.Dir(bin), agentName)
 		node := t.TempDir()

@@ -27,7 +27,8 @@ from its node agent's heartbeats and reports and from its boot requests,
   down     no heartbeat for a while (the agent's interval is 30 s), or a boot that went quiet
   failed   the node reported a failure since it last began to boot (the reason says which)
 then the reason, the last stage, when the agent last reported and when the node last asked
-something, and finally the MACs that asked but are not in the inventory. -o json gives every field.`,
+something; then the inventory's nodes not seen since the server started (down), and finally the
+MACs that asked but are not in the inventory. -o json gives every field.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u := strings.TrimSuffix(server, "/") + "/status"
@@ -101,7 +102,10 @@ func printStatus(w io.Writer, st provision.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Node, dash(s.State), s.Hwaddr, dash(stage),
 			ago(s.Heartbeat), ago(s.Time), dash(s.Reason))
 	}
-	if len(st.Nodes) == 0 {
+	for _, name := range st.Unseen {
+		fmt.Fprintf(tw, "%s\tdown\t-\t-\t-\t-\tnot seen since the server started %s\n", name, ago(st.Started))
+	}
+	if len(st.Nodes)+len(st.Unseen) == 0 {
 		fmt.Fprintf(tw, "(no node has asked since %s)\n", st.Started.Local().Format(time.DateTime))
 	}
 	if err := tw.Flush(); err != nil {
