@@ -17,8 +17,8 @@ import (
 // Build a boot image from any fs.FS into any io.Writer.
 func ExampleBuild() {
 	tree := fstest.MapFS{
-		"etc/hostname": {Data: []byte("node1\n"), Mode: 0o644},
-		"sbin/init":    {Data: []byte("#!/bin/sh\nexec sh\n"), Mode: 0o755},
+		"etc/motd":  {Data: []byte("node1\n"), Mode: 0o644},
+		"sbin/init": {Data: []byte("#!/bin/sh\nexec sh\n"), Mode: 0o755},
 	}
 	var out bytes.Buffer
 	res, err := image.Build(context.Background(), &out, tree, image.Options{

@@ -55,6 +55,7 @@ func TestIdentitySettings(t *testing.T) {
 	}
 	root := t.TempDir()
 	mustRun(t, root, "init")
+	withAgent(t, root)
 	mustRun(t, root, "node", "add", "n1", "--hwaddr", "52:54:00:00:00:01", "--ipaddr", "10.0.0.11", "--netmask", "255.255.255.0")
 	mustRun(t, root, "node", "add", "n2", "--hwaddr", "52:54:00:00:00:02", "--ipaddr", "10.0.0.12", "--netmask", "255.255.255.0")
 
