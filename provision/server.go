@@ -79,6 +79,9 @@ type ServerConfig struct {
 	// DHCPPools are dynamic ranges for machines the inventory does not
 	// know (full mode), so they reach the unknown-node script.
 	DHCPPools []*dhcp.Pool
+	// DHCPUnknown bounds the DHCP work done for MACs the inventory does
+	// not know (discovery, pool); the zero value means dhcp's defaults.
+	DHCPUnknown dhcp.UnknownLimit
 
 	// TFTP serves the iPXE binaries over TFTP to PXE firmware.
 	TFTP bool
@@ -232,7 +235,7 @@ func (s *Server) Listen() (err error) {
 			}
 			h, err = dhcp.NewPolicy(DHCPHosts(s.cfg.Inventory), dhcp.Config{
 				Mode: mode, ServerAddr: s.cfg.Addr, HTTPPort: uint16(p), TFTP: s.cfg.TFTP,
-				Pools: s.cfg.DHCPPools, Discoverer: s.cfg.Discoverer, Logger: s.log, Metrics: s.dhcpM,
+				Pools: s.cfg.DHCPPools, Discoverer: s.cfg.Discoverer, Unknown: s.cfg.DHCPUnknown, Logger: s.log, Metrics: s.dhcpM,
 			})
 			if err != nil {
 				return fmt.Errorf("provision: DHCP policy: %w", err)
@@ -435,7 +438,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, ra := range s.ras {
 			_ = ra.Close()
 		}
-		s.wg.Wait()
+		// The services were told to stop; a handler that ignores its
+		// context must not hold the stop past ctx.
+		waited := make(chan struct{})
+		go func() { s.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("services still stopping: %w", ctx.Err()))
+		}
 		s.stopErr = errors.Join(errs...)
 		close(s.stopped)
 	})
