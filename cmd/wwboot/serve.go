@@ -132,9 +132,14 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w (run wwboot init first)", err)
 	}
-	images, err := image.OpenStore(a.path("images"))
+	images, err := image.OpenStore(a.path("images")) // sweeps what killed imports left
 	if err != nil {
 		return fmt.Errorf("serve: image store: %w", err)
+	}
+	if removed, _, err := overlay.SweepBuilt(a.path("overlays-built")); err != nil {
+		a.log.Warn("sweeping temporary archives of killed overlay builds", "dir", a.path("overlays-built"), "err", err)
+	} else if len(removed) > 0 {
+		a.log.Info("removed temporary archives of killed overlay builds", "dir", a.path("overlays-built"), "count", len(removed))
 	}
 	host, _ := os.Hostname()
 	srvIP := ""
