@@ -98,3 +98,42 @@ func TestUnknownLimitPerMACAndGlobal(t *testing.T) {
 	assert.True(t, l.allow(chatty, now.Add(time.Second)), "a second later the MAC has a token again")
 	assert.Nil(t, newLimiter(UnknownLimit{Rate: -1}), "a negative rate turns the limit off")
 }
+
+// macClassifier is a Classifier that knows one MAC and records what it
+// was asked.
+type macClassifier struct {
+	known net.HardwareAddr
+	asked net.HardwareAddr
+}
+
+func (c *macClassifier) Known(_ context.Context, mac net.HardwareAddr) bool {
+	c.asked = append(c.asked[:0], mac...)
+	return string(mac) == string(c.known)
+}
+
+// FuzzPickQueue feeds arbitrary bytes to the receive path's queue choice,
+// which reads the client hardware address from the raw packet: it must not
+// panic, must ask about at most 16 bytes, and must send a packet to the
+// known queue only when the classifier knows the address it read, which is
+// the one the parser reads.
+func FuzzPickQueue(f *testing.F) {
+	known := net.HardwareAddr{0x52, 0x54, 0, 0, 0, 1}
+	f.Add(must(dhcpv4.NewDiscovery(known)).ToBytes())
+	f.Add(must(dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 9})).ToBytes())
+	f.Add([]byte{})
+	f.Add(make([]byte, 44))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cls := &macClassifier{known: known}
+		q := queues{cls: cls, known: make(chan *packet), unknown: make(chan *packet)}
+		got := q.pick(context.Background(), b)
+		if len(cls.asked) > 16 {
+			t.Fatalf("asked about %d bytes", len(cls.asked))
+		}
+		if got == q.known {
+			m, err := dhcpv4.FromBytes(b)
+			if err == nil && string(m.ClientHWAddr) != string(known) {
+				t.Fatalf("known queue for %v", m.ClientHWAddr)
+			}
+		}
+	})
+}
