@@ -33,6 +33,13 @@ const (
 	// everything else (DHCP and TFTP sockets, TFTP's files, the inventory,
 	// the image store, logs) when it is derived from RLIMIT_NOFILE.
 	FDReserve = 512
+	// ConnsPerNode and MinMaxConns size the derived overall cap: four
+	// connections per node in the inventory (iPXE's, the agent's long poll,
+	// room for retries) plus an eighth of MinMaxConns, and never below
+	// MinMaxConns, so idle connections from many addresses cannot take all
+	// the memory either (a connection costs some 10-20 KiB).
+	ConnsPerNode = 4
+	MinMaxConns  = 8192
 	// WriteChunk is the most a connection writes under one write deadline:
 	// each chunk gets StallTimeout, so the deadline moves on as bytes flow.
 	WriteChunk = 256 << 10
@@ -44,12 +51,14 @@ const (
 // closed at once (reset), counted in wwboot_http_connections_refused_total,
 // and logged at warning level at most once a minute.
 type ConnLimits struct {
-	// Max bounds HTTP connections from all clients together; 0 derives it
-	// from RLIMIT_NOFILE: half of what is left after FDReserve (a download
-	// holds its file open beside its socket). It is never below the
-	// inventory's node count plus 64 when the descriptors allow, so every
-	// node can hold one long-lived agent connection; a warning says so when
-	// they do not.
+	// Max bounds HTTP connections from all clients together. 0 derives it
+	// when the server starts listening: ConnsPerNode per node in the
+	// inventory plus MinMaxConns/8, at least MinMaxConns, and at most half
+	// of what RLIMIT_NOFILE leaves after FDReserve (a download holds its
+	// file open beside its socket), so DHCP and TFTP keep descriptors when
+	// HTTP is saturated. Every node can hold one long-lived agent
+	// connection; when the descriptors do not allow that, a warning says
+	// how many are wanted.
 	Max int
 	// PerClient bounds connections from one address; 0 means
 	// DefaultPerClient, negative means no per-client cap.

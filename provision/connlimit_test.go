@@ -319,3 +319,29 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestHTTPDerivedCap: without a configured cap, and descriptors to spare,
+// the overall cap is MinMaxConns for a small inventory and grows with it,
+// ConnsPerNode per node.
+func TestHTTPDerivedCap(t *testing.T) {
+	var rl syscall.Rlimit
+	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl))
+	for _, tc := range []struct {
+		nodes int
+		want  int
+	}{{2, provision.MinMaxConns}, {2000, provision.ConnsPerNode*2000 + provision.MinMaxConns/8}} {
+		if rl.Cur < uint64(2*tc.want+provision.FDReserve) {
+			t.Skipf("RLIMIT_NOFILE %d too low for this check", rl.Cur)
+		}
+		store := inventoryFile(t, tc.nodes)
+		var logs syncBuffer
+		srv, err := provision.NewServer(provision.ServerConfig{
+			Options:  provision.Options{Inventory: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+			HTTPAddr: "127.0.0.1:0",
+		})
+		require.NoError(t, err)
+		require.NoError(t, srv.Listen())
+		require.NoError(t, srv.Shutdown(context.Background()))
+		assert.Contains(t, logs.String(), fmt.Sprintf("HTTP connection limits\" max=%d per_client=%d", tc.want, provision.DefaultPerClient))
+	}
+}

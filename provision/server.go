@@ -295,13 +295,13 @@ func (s *Server) httpLimits() ConnLimits {
 		return lim
 	}
 	budget, nofile := fdBudget()
-	lim.Max = budget
 	nodes := 0
 	if sn, ok := s.cfg.Inventory.(Snapshotter); ok {
 		if db, err := sn.Snapshot(context.Background()); err == nil {
 			nodes = db.Len()
 		}
 	}
+	lim.Max = min(budget, max(MinMaxConns, ConnsPerNode*nodes+MinMaxConns/8))
 	if need := nodes + 64; need > lim.Max {
 		s.log.Warn("too few file descriptors for one long-lived agent connection per node: raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
 			"nodes", nodes, "rlimit_nofile", nofile, "http_max_connections", lim.Max, "fds_wanted", 2*need+FDReserve)
