@@ -6,6 +6,8 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,4 +138,22 @@ func FuzzPickQueue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPoolSweepsStaleLeaseTemps: a temporary lease file a killed writer
+// left is removed when the pool opens, one being written now is not.
+func TestPoolSweepsStaleLeaseTemps(t *testing.T) {
+	dir := t.TempDir()
+	lf := filepath.Join(dir, "dhcp.leases")
+	stale := filepath.Join(dir, ".dhcp.leases.tmp-123")
+	fresh := filepath.Join(dir, ".dhcp.leases.tmp-456")
+	require.NoError(t, os.WriteFile(stale, []byte("half"), 0o644))
+	old := time.Now().Add(-2 * staleTempAge)
+	require.NoError(t, os.Chtimes(stale, old, old))
+	require.NoError(t, os.WriteFile(fresh, []byte("being written"), 0o644))
+	_, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.0.0.100"), End: netip.MustParseAddr("10.0.0.110"),
+		Netmask: net.CIDRMask(24, 32), LeaseFile: lf, Reserver: ReserverFunc(func(netip.Addr) bool { return false })})
+	require.NoError(t, err)
+	assert.NoFileExists(t, stale)
+	assert.FileExists(t, fresh)
 }
