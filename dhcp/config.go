@@ -100,6 +100,9 @@ type Config struct {
 	// request is served from the pool whose subnet holds the relay address
 	// (giaddr) or the address of the interface it arrived on.
 	Pools []*Pool
+	// Unknown bounds the work done for MACs the inventory does not know
+	// (discovery, pool, logging); the zero value means the defaults.
+	Unknown UnknownLimit
 	// Logger receives warnings and per-request debug lines; nil discards.
 	Logger *slog.Logger
 	// Metrics counts requests and outcomes; nil counts nothing.

@@ -39,9 +39,10 @@ func FuzzServePacket(f *testing.F) {
 	pool, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.0.0.100"), End: netip.MustParseAddr("10.0.0.110"),
 		Netmask: net.CIDRMask(24, 32), Reserver: hosts})
 	require.NoError(f, err)
-	full, err := NewPolicy(hosts, Config{TFTP: true, Pools: []*Pool{pool}})
+	// No unknown-client limit: the fuzzer sends far more than it allows.
+	full, err := NewPolicy(hosts, Config{TFTP: true, Pools: []*Pool{pool}, Unknown: UnknownLimit{Rate: -1}})
 	require.NoError(f, err)
-	proxy, err := NewPolicy(hosts, Config{Mode: Proxy, TFTP: true})
+	proxy, err := NewPolicy(hosts, Config{Mode: Proxy, TFTP: true, Unknown: UnknownLimit{Rate: -1}})
 	require.NoError(f, err)
 	servers := []*Server{must(NewServer(full, ServerConfig{})), must(NewServer(proxy, ServerConfig{}))}
 

@@ -33,6 +33,8 @@ const (
 	DropNoBoot      = "no_boot_info" // proxy mode: nothing to tell this client (not PXE, unsupported arch)
 	DropPoolFull    = "pool_full"    // the dynamic pool has no free address
 	DropError       = "error"        // the handler failed (inventory, lease file)
+	DropRateLimited = "rate_limited" // an unknown MAC over the UnknownLimit
+	DropShutdown    = "shutdown"     // still queued when the server stopped
 )
 
 // NewMetrics creates the DHCP counters and registers them on reg (not on the

@@ -41,8 +41,9 @@ var ipxeNoPXEDHCP = []byte{176, 1, 1}
 // Policy is the boot policy as a [Handler]: request in, reply out, no
 // sockets. Create it with [NewPolicy]; it is safe for concurrent use.
 type Policy struct {
-	cfg   Config
-	hosts Hosts
+	cfg     Config
+	hosts   Hosts
+	unknown *limiter // nil: no limit
 
 	warnMu sync.Mutex
 	warned map[netip.Addr]time.Time // other DHCP servers already reported
@@ -57,7 +58,7 @@ func NewPolicy(hosts Hosts, cfg Config) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{cfg: c, hosts: hosts, warned: make(map[netip.Addr]time.Time)}, nil
+	return &Policy{cfg: c, hosts: hosts, unknown: newLimiter(c.Unknown), warned: make(map[netip.Addr]time.Time)}, nil
 }
 
 // Mode is the policy's mode, Full or Proxy.
@@ -213,6 +214,9 @@ func (p *Policy) ServeDHCP(ctx context.Context, req *Request) (*dhcpv4.DHCPv4, e
 		r, reason, err = p.serveFull(ctx, req, sid)
 	}
 	switch {
+	case errors.Is(err, errRateLimited):
+		p.cfg.Metrics.drop(DropRateLimited)
+		return nil, nil
 	case err != nil:
 		p.cfg.Metrics.drop(DropError)
 		p.cfg.Metrics.inc(func(m *Metrics) prometheus.Counter { return m.failures })
@@ -228,7 +232,8 @@ func (p *Policy) ServeDHCP(ctx context.Context, req *Request) (*dhcpv4.DHCPv4, e
 }
 
 // lookup asks the inventory, then discovery. known is false for a MAC
-// nobody knows.
+// nobody knows; an unknown MAC over the UnknownLimit gets errRateLimited
+// before anything else is done for it.
 func (p *Policy) lookup(ctx context.Context, mac net.HardwareAddr, discover bool) (Host, bool, error) {
 	h, err := p.hosts.HostByHW(ctx, mac)
 	if err == nil {
@@ -236,6 +241,9 @@ func (p *Policy) lookup(ctx context.Context, mac net.HardwareAddr, discover bool
 	}
 	if !errors.Is(err, ErrUnknownHost) {
 		return Host{}, false, fmt.Errorf("dhcp: inventory lookup of %s: %w", mac, err)
+	}
+	if !p.unknown.allow(mac, time.Now()) {
+		return Host{}, false, errRateLimited
 	}
 	if discover && p.cfg.Discoverer != nil {
 		h, err = p.cfg.Discoverer.Discover(ctx, mac)

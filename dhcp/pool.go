@@ -148,6 +148,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 	p.cursor = p.start
 	p.ccond = sync.NewCond(&p.cmu)
 	if cfg.LeaseFile != "" {
+		sweepLeaseTemps(cfg.LeaseFile)
 		if err := p.load(); err != nil {
 			return nil, err
 		}

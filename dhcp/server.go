@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -46,6 +47,13 @@ type ServerConfig struct {
 	// worker; packets beyond it are dropped and counted (queue_full).
 	// Default 2048.
 	Queue int
+	// UnknownWorkers and UnknownQueue are the workers and queue for
+	// packets from clients the handler does not know, when the handler is
+	// a [Classifier] (a *Policy is): they are served apart, so a flood of
+	// made-up MACs cannot take the queue or the workers from known nodes.
+	// Defaults 8 and 256.
+	UnknownWorkers int
+	UnknownQueue   int
 	// Logger receives errors and warnings; nil discards.
 	Logger *slog.Logger
 	// Metrics counts packets; nil counts nothing. Give it the same value
@@ -67,10 +75,12 @@ type Server struct {
 	cfg ServerConfig
 	log *slog.Logger
 
-	mu     sync.Mutex
-	stop   chan struct{}
-	served bool
-	done   chan struct{}
+	mu       sync.Mutex
+	stop     chan struct{}
+	served   bool
+	done     chan struct{}
+	abort    context.CancelFunc // cancels the requests in hand
+	stopping atomic.Bool        // queued packets are dropped, not served
 
 	bufs sync.Pool
 
@@ -96,6 +106,12 @@ func NewServer(h Handler, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = 2048
+	}
+	if cfg.UnknownWorkers <= 0 {
+		cfg.UnknownWorkers = 8
+	}
+	if cfg.UnknownQueue <= 0 {
+		cfg.UnknownQueue = 256
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -269,15 +285,25 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 		return errors.New("dhcp: Serve: no sockets (call Listen first)")
 	}
 
-	queue := make(chan *packet, s.cfg.Queue)
-	hctx := context.WithoutCancel(ctx) // requests in hand finish after a stop
+	q := queues{known: make(chan *packet, s.cfg.Queue)}
+	if cls, ok := s.h.(Classifier); ok {
+		q.cls = cls
+		q.unknown = make(chan *packet, s.cfg.UnknownQueue)
+	}
+	// Requests in hand finish after a stop, unless Shutdown's context ends
+	// first: then abort cancels them.
+	hctx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+	s.mu.Lock()
+	s.abort = abort
+	s.mu.Unlock()
 	var readers, workers sync.WaitGroup
 	for _, c := range conns {
 		s.log.Info("dhcp: serving", "interface", c.iface, "port", c.port, "addresses", fmt.Sprint(c.prefixes))
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			s.read(c, queue)
+			s.read(hctx, c, q)
 		}()
 	}
 	for _, c := range conns {
@@ -293,21 +319,33 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 			s.watchOthers(c)
 		}()
 	}
+	work := func(queue <-chan *packet) {
+		defer workers.Done()
+		for p := range queue {
+			if s.stopping.Load() {
+				s.cfg.Metrics.drop(DropShutdown) // a backlog must not hold the stop
+			} else {
+				s.handle(hctx, p)
+			}
+			s.bufs.Put(p)
+		}
+	}
 	for range s.cfg.Workers {
 		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for p := range queue {
-				s.handle(hctx, p)
-				s.bufs.Put(p)
-			}
-		}()
+		go work(q.known)
+	}
+	if q.unknown != nil {
+		for range s.cfg.UnknownWorkers {
+			workers.Add(1)
+			go work(q.unknown)
+		}
 	}
 
 	select {
 	case <-ctx.Done():
 	case <-s.stop:
 	}
+	s.stopping.Store(true)
 	for _, c := range conns {
 		_ = c.udp.SetReadDeadline(time.Unix(1, 0))
 		if c.watch != nil {
@@ -315,7 +353,10 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 		}
 	}
 	readers.Wait()
-	close(queue)
+	close(q.known)
+	if q.unknown != nil {
+		close(q.unknown)
+	}
 	workers.Wait()
 	for _, c := range conns {
 		c.Close()
@@ -323,8 +364,10 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 	return nil
 }
 
-// Shutdown stops Serve: no more packets are read, requests in hand finish.
-// It returns when Serve has returned or ctx is done.
+// Shutdown stops Serve: no more packets are read, packets still queued are
+// dropped (counted as DropShutdown), requests in hand finish. It returns when
+// Serve has returned or ctx is done; then the contexts of the requests still
+// in hand are cancelled, so Serve returns soon after whatever the backlog.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	select {
@@ -342,11 +385,41 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		if s.abort != nil {
+			s.abort()
+		}
+		s.mu.Unlock()
 		return ctx.Err()
 	}
 }
 
-func (s *Server) read(c *Conn, queue chan<- *packet) {
+// queues are where the receive path puts packets: known clients' queue,
+// and, when the handler is a Classifier, everyone else's.
+type queues struct {
+	cls     Classifier
+	known   chan *packet
+	unknown chan *packet // nil without a Classifier
+}
+
+// pick returns the queue for the packet in b: the client hardware address
+// is read from its fixed place in the BOOTP header (RFC 2131 section 2)
+// without parsing the rest.
+func (q queues) pick(ctx context.Context, b []byte) chan *packet {
+	if q.cls == nil {
+		return q.known
+	}
+	const chaddr = 28
+	if len(b) < chaddr+16 || b[2] == 0 || b[2] > 16 {
+		return q.unknown // malformed: the parser drops it, on the small side
+	}
+	if q.cls.Known(ctx, net.HardwareAddr(b[chaddr:chaddr+int(b[2])])) {
+		return q.known
+	}
+	return q.unknown
+}
+
+func (s *Server) read(ctx context.Context, c *Conn, q queues) {
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo)*2)
 	for {
 		p := s.bufs.Get().(*packet)
@@ -368,7 +441,7 @@ func (s *Server) read(c *Conn, queue chan<- *packet) {
 		p.n, p.conn, p.peer = n, c, peer
 		p.local = c.localAddr(oob[:oobn])
 		select {
-		case queue <- p:
+		case q.pick(ctx, p.buf[:n]) <- p:
 		default:
 			s.cfg.Metrics.drop(DropQueueFull)
 			s.bufs.Put(p)

@@ -153,10 +153,12 @@ func OpenStore(dir string) (*Store, error) {
 	}
 	s := &Store{dir: abs}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.reloadLocked(true); err != nil {
+	err = s.reloadLocked(true)
+	s.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
+	_, _, _ = s.Sweep(context.Background()) // what killed writers left; see Sweep
 	return s, nil
 }
 
@@ -379,6 +381,11 @@ func (s *Store) Import(ctx context.Context, src, name string, opts BuildOptions)
 	if err != nil {
 		return BuildResult{}, fmt.Errorf("import source: %w", err)
 	}
+	release, err := s.begin(ctx)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	defer release()
 	root, source := abs, "dir:"+abs
 	if !fi.IsDir() {
 		final := filepath.Join(s.dir, rootsDir, name)
@@ -422,6 +429,11 @@ func (s *Store) Import(ctx context.Context, src, name string, opts BuildOptions)
 // Stats.Fingerprint) and the files are in place, nothing is compressed and
 // the record is returned with Rebuilt false.
 func (s *Store) Build(ctx context.Context, name string, opts BuildOptions) (BuildResult, error) {
+	release, err := s.begin(ctx)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	defer release()
 	prev, err := s.Lookup(ctx, name)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -674,8 +686,13 @@ func (s *Store) retire(idx *index, old Meta) {
 // the tree unpacked by Import from an archive is removed. A directory that
 // was imported in place is left alone.
 func (s *Store) Delete(ctx context.Context, name string) error {
+	release, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var root string
-	err := s.update(func(idx *index) error {
+	err = s.update(func(idx *index) error {
 		m, ok := idx.Images[name]
 		if !ok {
 			return fmt.Errorf("image %q: %w", name, ErrNotFound)
@@ -696,14 +713,18 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// Prune removes image and kernel files no image references once they have
+// Prune sweeps the leftovers of killed imports and builds (see Sweep), then
+// removes image and kernel files no image references once they have
 // been unreferenced for at least grace (a file never recorded, e.g. left by
 // a crashed build, counts from its mtime), and temporary files older than
 // grace. It returns the paths removed. Readers that opened a file before it
 // was removed keep reading it.
 func (s *Store) Prune(ctx context.Context, grace time.Duration) ([]string, error) {
-	var removed []string
-	err := s.update(func(idx *index) error {
+	removed, _, err := s.Sweep(ctx)
+	if err != nil {
+		return removed, err
+	}
+	err = s.update(func(idx *index) error {
 		refs := map[string]bool{}
 		for _, m := range idx.Images {
 			refs[filepath.Base(m.Path)] = true

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/wwboot/wwboot/busy"
 	"github.com/wwboot/wwboot/nodedb"
 )
 
@@ -106,6 +107,19 @@ func (r *Renderer) Build(ctx context.Context, db *nodedb.DB, names ...string) ([
 // name, one file system sync, the renames, one more sync. Each file appears whole or
 // not at all, and a thousand nodes cost two syncs, not two thousand fsyncs.
 func (r *Renderer) store(res []BuildResult) error {
+	if err := os.MkdirAll(r.opts.BuildDir, 0o755); err != nil {
+		return err
+	}
+	// Temporary archives of killed builds are swept first, unless another
+	// build is storing right now; ours are safe from other sweeps until done.
+	release, err := busy.Begin(r.opts.BuildDir, func() error {
+		_, err := sweepTemps(r.opts.BuildDir)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer release()
 	type pending struct{ tmp, final string }
 	var todo []pending
 	errs := make([]error, len(res))

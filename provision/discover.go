@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"sync"
+	"sync/atomic"
 
 	"github.com/wwboot/wwboot/dhcp"
 	"github.com/wwboot/wwboot/nodedb"
@@ -21,10 +23,46 @@ import (
 // runs under the inventory's lock against its current contents: two MACs
 // discovered at once take two nodes, and a MAC that asks again finds the
 // node it already took.
+//
+// An unknown MAC costs no work that grows with the inventory unless a
+// discoverable node with a free device is there to take it: which nodes
+// can is worked out once per inventory snapshot, not per request, and only
+// one discovery writes the inventory at a time (the others wait for it or
+// for their context). A Discovery must not be copied after first use.
 type Discovery struct {
 	Store nodedb.Store
 	// Hosts answers for the node once it has the MAC (DHCPHosts(Store) if nil).
 	Hosts dhcp.Hosts
+
+	cand atomic.Pointer[candidates] // discoverable nodes of the last snapshot seen
+	once sync.Once
+	sem  chan struct{} // one discovery writes at a time
+}
+
+// candidates are the names of the nodes of one snapshot that can take a MAC.
+type candidates struct {
+	db    *nodedb.DB
+	names []string
+}
+
+// open reports whether the current snapshot has a node that can take a
+// MAC. It walks the inventory only when the snapshot changed.
+func (d *Discovery) open(ctx context.Context) (bool, error) {
+	db, err := d.Store.Snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	if c := d.cand.Load(); c != nil && c.db == db {
+		return len(c.names) > 0, nil
+	}
+	c := &candidates{db: db}
+	for _, n := range db.Nodes() {
+		if on, _ := nodedb.ParseBool(n.Discoverable); on && freeNetDev(n) != "" {
+			c.names = append(c.names, n.ID)
+		}
+	}
+	d.cand.Store(c)
+	return len(c.names) > 0, nil
 }
 
 // Discover assigns mac to a discoverable node and returns its DHCP host.
@@ -34,6 +72,21 @@ func (d *Discovery) Discover(ctx context.Context, mac net.HardwareAddr) (dhcp.Ho
 		hosts = DHCPHosts(d.Store)
 	}
 	if h, err := hosts.HostByHW(ctx, mac); err == nil { // already taken, by us or by hand
+		return h, nil
+	}
+	if ok, err := d.open(ctx); err != nil {
+		return dhcp.Host{}, fmt.Errorf("discover %s: %w", mac, err)
+	} else if !ok {
+		return dhcp.Host{}, fmt.Errorf("%s: no discoverable node left: %w", mac, dhcp.ErrUnknownHost)
+	}
+	d.once.Do(func() { d.sem = make(chan struct{}, 1) })
+	select {
+	case d.sem <- struct{}{}:
+		defer func() { <-d.sem }()
+	case <-ctx.Done():
+		return dhcp.Host{}, fmt.Errorf("discover %s: waiting for another discovery: %w", mac, ctx.Err())
+	}
+	if h, err := hosts.HostByHW(ctx, mac); err == nil { // taken while we waited
 		return h, nil
 	}
 	var took string

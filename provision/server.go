@@ -79,6 +79,9 @@ type ServerConfig struct {
 	// DHCPPools are dynamic ranges for machines the inventory does not
 	// know (full mode), so they reach the unknown-node script.
 	DHCPPools []*dhcp.Pool
+	// DHCPUnknown bounds the DHCP work done for MACs the inventory does
+	// not know (discovery, pool); the zero value means dhcp's defaults.
+	DHCPUnknown dhcp.UnknownLimit
 
 	// TFTP serves the iPXE binaries over TFTP to PXE firmware.
 	TFTP bool
@@ -92,6 +95,11 @@ type ServerConfig struct {
 	// for a router (see ipxe.RouterAdvertiser). It needs CAP_NET_RAW; a
 	// failure to start it is logged, not fatal.
 	RouterAdvertisements bool
+
+	// HTTPLimits bounds HTTP connections overall and per client, cuts
+	// clients that stop reading and sets the keep-alive timeout; the zero
+	// value derives the overall cap from RLIMIT_NOFILE (see ConnLimits).
+	HTTPLimits ConnLimits
 
 	// DrainTimeout bounds how long Serve, once its context ends, waits for
 	// transfers under way; 0 means DefaultDrainTimeout.
@@ -205,13 +213,21 @@ func (s *Server) Listen() (err error) {
 			s.closeSockets()
 		}
 	}()
-	if s.httpLn, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	if err != nil {
 		return fmt.Errorf("provision: HTTP: %w (another server on the port? set http port in wwboot.conf or --http-port)", err)
+	}
+	s.httpLn = ln
+	lim := s.httpLimits()
+	if s.httpLn, err = newLimitListener(ln, lim.Max, lim.PerClient, lim.StallTimeout, s.log, s.cfg.Registry); err != nil {
+		_ = ln.Close()
+		s.httpLn = nil
+		return err
 	}
 	s.hs = &http.Server{
 		Handler:           s.serve,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       lim.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -232,7 +248,7 @@ func (s *Server) Listen() (err error) {
 			}
 			h, err = dhcp.NewPolicy(DHCPHosts(s.cfg.Inventory), dhcp.Config{
 				Mode: mode, ServerAddr: s.cfg.Addr, HTTPPort: uint16(p), TFTP: s.cfg.TFTP,
-				Pools: s.cfg.DHCPPools, Discoverer: s.cfg.Discoverer, Logger: s.log, Metrics: s.dhcpM,
+				Pools: s.cfg.DHCPPools, Discoverer: s.cfg.Discoverer, Unknown: s.cfg.DHCPUnknown, Logger: s.log, Metrics: s.dhcpM,
 			})
 			if err != nil {
 				return fmt.Errorf("provision: DHCP policy: %w", err)
@@ -261,6 +277,38 @@ func (s *Server) Listen() (err error) {
 	}
 	s.listened = true
 	return nil
+}
+
+// httpLimits fills in the defaults of the configured ConnLimits.
+func (s *Server) httpLimits() ConnLimits {
+	lim := s.cfg.HTTPLimits
+	if lim.PerClient == 0 {
+		lim.PerClient = DefaultPerClient
+	}
+	if lim.StallTimeout <= 0 {
+		lim.StallTimeout = DefaultStallTimeout
+	}
+	if lim.IdleTimeout <= 0 {
+		lim.IdleTimeout = DefaultIdleTimeout
+	}
+	if lim.Max > 0 {
+		return lim
+	}
+	budget, nofile := fdBudget()
+	nodes := 0
+	if sn, ok := s.cfg.Inventory.(Snapshotter); ok {
+		if db, err := sn.Snapshot(context.Background()); err == nil {
+			nodes = db.Len()
+		}
+	}
+	lim.Max = min(budget, max(MinMaxConns, ConnsPerNode*nodes+MinMaxConns/8))
+	if need := nodes + 64; need > lim.Max {
+		s.log.Warn("too few file descriptors for one long-lived agent connection per node: raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",
+			"nodes", nodes, "rlimit_nofile", nofile, "http_max_connections", lim.Max, "fds_wanted", 2*need+FDReserve)
+	}
+	s.log.Info("HTTP connection limits", "max", lim.Max, "per_client", lim.PerClient, "stall_timeout", lim.StallTimeout,
+		"idle_timeout", lim.IdleTimeout, "rlimit_nofile", nofile)
+	return lim
 }
 
 func (s *Server) closeSockets() {
@@ -436,7 +484,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, ra := range s.ras {
 			_ = ra.Close()
 		}
-		s.wg.Wait()
+		// The services were told to stop; a handler that ignores its
+		// context must not hold the stop past ctx.
+		waited := make(chan struct{})
+		go func() { s.wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("services still stopping: %w", ctx.Err()))
+		}
 		s.stopErr = errors.Join(errs...)
 		close(s.stopped)
 	})

@@ -98,8 +98,28 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 	return cmd
 }
 
+// raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit (the Go
+// runtime does so at start too; this says so in the log, and keeps it so
+// whatever the runtime's policy), so that HTTP's connection cap, derived
+// from it, leaves DHCP and TFTP their descriptors (issue 11 item 4).
+func raiseNoFile(a *app) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+			a.log.Warn("cannot raise the open-file limit to its hard limit", "err", err)
+		}
+	}
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	a.log.Debug("open-file limit", "soft", rl.Cur, "hard", rl.Max)
+}
+
 // serve runs the server with cfg until ctx ends.
 func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
+	raiseNoFile(a)
 	mode, err := provision.ParseDHCPMode(cfg.DHCP)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -112,9 +132,14 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w (run wwboot init first)", err)
 	}
-	images, err := image.OpenStore(a.path("images"))
+	images, err := image.OpenStore(a.path("images")) // sweeps what killed imports left
 	if err != nil {
 		return fmt.Errorf("serve: image store: %w", err)
+	}
+	if removed, _, err := overlay.SweepBuilt(a.path("overlays-built")); err != nil {
+		a.log.Warn("sweeping temporary archives of killed overlay builds", "dir", a.path("overlays-built"), "err", err)
+	} else if len(removed) > 0 {
+		a.log.Info("removed temporary archives of killed overlay builds", "dir", a.path("overlays-built"), "count", len(removed))
 	}
 	host, _ := os.Hostname()
 	srvIP := ""
