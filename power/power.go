@@ -212,5 +212,5 @@ type redacted struct {
 	msg string
 }
 
-func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Error() string        { return r.msg }
 func (r *redacted) Is(target error) bool { return errors.Is(r.err, target) }
