@@ -173,12 +173,13 @@ func Run(ctx context.Context, targets []Target, a Action, opt Options) []Result 
 			start := time.Now()
 			nctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 			st, err := Do(nctx, t.BMC, a)
+			ended := nctx.Err()
 			cancel()
 			r := &results[i]
 			r.Took = time.Since(start)
 			if err != nil {
-				if nctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-					err = fmt.Errorf("%w (%s)", err, nctx.Err())
+				if ended != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+					err = fmt.Errorf("%w (%w after %s)", err, ended, r.Took.Round(time.Millisecond))
 				}
 				r.setErr(err)
 			} else {
