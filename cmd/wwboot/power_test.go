@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/wwboot/wwboot/power/ipmisim"
+	"github.com/wwboot/wwboot/provision/netlab"
+)
+
+const powerTestPass = "Bmc-pw-4711"
+
+// powerSite writes a nodes.conf whose BMC login comes from a profile and
+// whose addresses are per node: n1-n3 have ipmi_sim BMCs in ns, n4's BMC
+// does not answer, n5 has none.
+func powerSite(t *testing.T, ns *netlab.NS) (string, []*ipmisim.Sim) {
+	t.Helper()
+	root := t.TempDir()
+	var sims []*ipmisim.Sim
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := 1; i <= 3; i++ {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint("bmc", i))
+		require.NoError(t, os.MkdirAll(dir, 0o755))
+		s, err := ipmisim.Start(ctx, ipmisim.Options{Dir: dir, Addr: fmt.Sprintf("127.0.1.%d", i), Username: "admin", Password: powerTestPass, Command: ns.Command})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = s.Close() })
+		sims = append(sims, s)
+	}
+	conf := `nodeprofiles:
+  default: {}
+  bmc:
+    ipmi:
+      username: admin
+      password: ` + powerTestPass + `
+      interface: lanplus
+nodes:
+`
+	for i := 1; i <= 4; i++ {
+		conf += fmt.Sprintf("  n%d:\n    profiles: [bmc]\n    ipmi:\n      ipaddr: 127.0.1.%d\n", i, i)
+	}
+	conf += "  n5:\n    profiles: [default]\n"
+	require.NoError(t, os.WriteFile(filepath.Join(root, "nodes.conf"), []byte(conf), 0o644))
+	return root, sims
+}
+
+func TestPowerCommandAgainstIPMISim(t *testing.T) {
+	netlab.Require(t)
+	netlab.RequireTools(t, "ipmi_sim")
+	ns := netlab.NewNS(t)
+	root, sims := powerSite(t, ns)
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wwboot := func(args ...string) (string, error) {
+		out, err := ns.Command(ctx, bin, append([]string{"--root", root}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := wwboot("power", "on", "n[1-3]")
+	require.NoError(t, err, out)
+	for i, s := range sims {
+		on, err := s.Power()
+		require.NoError(t, err)
+		assert.True(t, on, "n%d", i+1)
+	}
+	assert.Regexp(t, `(?m)^n2\s+on\s`, out)
+
+	out, err = wwboot("power", "status", "-o", "json", "n1,n3", "n2")
+	require.NoError(t, err, out)
+	var res []struct{ Node, State, Error string }
+	require.NoError(t, json.Unmarshal([]byte(out), &res), out)
+	require.Len(t, res, 3)
+	assert.Equal(t, []string{"n1", "n3", "n2"}, []string{res[0].Node, res[1].Node, res[2].Node})
+	for _, r := range res {
+		assert.Equal(t, "on", r.State, r.Node)
+	}
+
+	// Every node gets its line; the two without a working BMC fail alone,
+	// and the command says so with its exit status.
+	out, err = wwboot("power", "off", "--timeout", "2s", "n*")
+	require.Error(t, err)
+	assert.Contains(t, out, "2 of 5 nodes failed")
+	assert.Regexp(t, `(?m)^n1\s+off\s`, out)
+	assert.Regexp(t, `(?m)^n4\s+unknown\s.*127\.0\.1\.4:623`, out)
+	assert.Regexp(t, `(?m)^n5\s+unknown\s.*no BMC configured`, out)
+	assert.NotContains(t, out, powerTestPass)
+	for _, s := range sims {
+		on, err := s.Power()
+		require.NoError(t, err)
+		assert.False(t, on)
+	}
+
+	// Unknown nodes are refused before any BMC is touched.
+	before, err := sims[0].Calls()
+	require.NoError(t, err)
+	out, err = wwboot("power", "on", "n1", "n[8-9]")
+	require.Error(t, err)
+	assert.Contains(t, out, "node n[8-9]: not found")
+	after, err := sims[0].Calls()
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+
+	out, err = wwboot("power", "explode", "n1")
+	require.Error(t, err)
+	assert.Contains(t, out, `power action "explode": use on, off, cycle, reset or status`)
+}
