@@ -41,9 +41,13 @@ non-zero when any node failed.`,
 		run        func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)
 	}{
 		{"resume NODES", "ResumeProgram: power the nodes on; nodes that fail are set DOWN through scontrol", 1,
-			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) { return p.Resume(ctx, args[0]) }},
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				return p.Resume(ctx, args[0])
+			}},
 		{"suspend NODES", "SuspendProgram: power the nodes off", 1,
-			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) { return p.Suspend(ctx, args[0]) }},
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				return p.Suspend(ctx, args[0])
+			}},
 		{"resume-fail NODES", "ResumeFailProgram: power off nodes that did not come up in ResumeTimeout", 1,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
 				return p.ResumeFail(ctx, args[0])
