@@ -82,7 +82,7 @@ func TestIPMIAgainstIPMISim(t *testing.T) {
 			require.NoError(t, b.On(ctx))
 			// ipmi_sim offers cipher suites up to 3; offering 17 first must
 			// not cost a timeout.
-			assert.Less(t, time.Since(start), time.Second, "session setup fell into a timeout")
+			assert.Less(t, time.Since(start), 3*time.Second, "session setup fell into the Get Channel Cipher Suites timeout (4 s)")
 			on, err := sim.Power()
 			require.NoError(t, err)
 			assert.True(t, on, "the chassis program recorded power on")
@@ -202,7 +202,7 @@ func TestRunManyIPMISims(t *testing.T) {
 	}
 	targets = append(targets, Target{Node: "lost", BMC: l.bmc(250, "lanplus")})
 	ctx := context.Background()
-	res := Run(ctx, targets, ActionOn, Options{Concurrency: 8, Timeout: 2 * time.Second})
+	res := Run(ctx, targets, ActionOn, Options{Concurrency: 8, Timeout: 10 * time.Second})
 	require.Len(t, res, n+1)
 	for i := range n {
 		assert.Equal(t, fmt.Sprintf("n%02d", i), res[i].Node)
@@ -215,7 +215,7 @@ func TestRunManyIPMISims(t *testing.T) {
 	assert.Error(t, res[n].Err)
 	assert.Equal(t, StateUnknown, res[n].State)
 
-	res = Run(ctx, targets[:n], ActionStatus, Options{Concurrency: 8, Timeout: 2 * time.Second})
+	res = Run(ctx, targets[:n], ActionStatus, Options{Concurrency: 8, Timeout: 10 * time.Second})
 	for _, r := range res {
 		assert.Equal(t, StateOn, r.State, r.Node)
 	}

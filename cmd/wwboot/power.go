@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 	"github.com/wwboot/wwboot/hostlist"
 	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/power"
+	"golang.org/x/term"
 )
 
 // newPowerCmd builds `wwboot power on|off|cycle|reset|status NODES...`.
@@ -185,4 +187,58 @@ func selectNodes(db *nodedb.DB, args []string) ([]string, error) {
 		return nil, errors.New("no nodes named")
 	}
 	return out, nil
+}
+
+// newNodeCmdWithConsole is the node command with `node console NODE` added.
+func newNodeCmdWithConsole(a *app) *cobra.Command {
+	cmd := newNodeCmd(a)
+	cmd.AddCommand(newNodeConsoleCmd(a))
+	return cmd
+}
+
+// newNodeConsoleCmd builds `wwboot node console NODE`: serial over LAN.
+func newNodeConsoleCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "console NODE",
+		Short: "Attach to a node's serial console through its BMC (IPMI serial over LAN); type ~. (the node's escapechar, then .) to leave",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := a.snapshot(cmd.Context())
+			if err != nil {
+				return err
+			}
+			n, err := db.Node(args[0])
+			if err != nil {
+				return fmt.Errorf("%w (see 'wwboot node list')", err)
+			}
+			c, err := power.ConfigFromIPMI(n.Ipmi)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.ID, err)
+			}
+			b, err := power.New(c)
+			if err != nil {
+				return fmt.Errorf("node %s: %w", n.ID, err)
+			}
+			con, ok := b.(power.Consoler)
+			if !ok {
+				return fmt.Errorf("node %s: its BMC (%s) has no serial console in wwboot; use IPMI (ipmi template ipmitool.tmpl, interface lanplus)", n.ID, c.Template)
+			}
+			esc := c.EscapeChar
+			if esc == "" {
+				esc = string(power.DefaultEscapeChar)
+			}
+			in := cmd.InOrStdin()
+			if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+				old, err := term.MakeRaw(int(f.Fd()))
+				if err != nil {
+					return fmt.Errorf("console: raw terminal: %w", err)
+				}
+				defer func() { _ = term.Restore(int(f.Fd()), old) }()
+			}
+			fmt.Fprintf(a.stderr, "[console of %s; type %s. at the start of a line to leave]\r\n", n.ID, esc)
+			err = con.Console(cmd.Context(), in, a.stdout)
+			fmt.Fprintf(a.stderr, "\r\n[console of %s closed]\r\n", n.ID)
+			return err
+		},
+	}
 }

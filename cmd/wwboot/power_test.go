@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,7 +92,7 @@ func TestPowerCommandAgainstIPMISim(t *testing.T) {
 
 	// Every node gets its line; the two without a working BMC fail alone,
 	// and the command says so with its exit status.
-	out, err = wwboot("power", "off", "--timeout", "2s", "n*")
+	out, err = wwboot("power", "off", "--timeout", "8s", "n*")
 	require.Error(t, err)
 	assert.Contains(t, out, "2 of 5 nodes failed")
 	assert.Regexp(t, `(?m)^n1\s+off\s`, out)
@@ -113,4 +118,91 @@ func TestPowerCommandAgainstIPMISim(t *testing.T) {
 	out, err = wwboot("power", "explode", "n1")
 	require.Error(t, err)
 	assert.Contains(t, out, `power action "explode": use on, off, cycle, reset or status`)
+}
+
+// TestNodeConsole attaches `wwboot node console` to a node whose serial port
+// (a TCP socket here, QEMU's -serial tcp later) sits behind ipmi_sim.
+func TestNodeConsole(t *testing.T) {
+	netlab.Require(t)
+	netlab.RequireTools(t, "ipmi_sim")
+	ns := netlab.NewNS(t)
+	var ln net.Listener
+	require.NoError(t, ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}))
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		line, err := r.ReadString('\r')
+		if err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("node says: " + strings.TrimSpace(line) + "\r\n"))
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	sim, err := ipmisim.Start(ctx, ipmisim.Options{Dir: dir, Addr: "127.0.1.50", Username: "admin", Password: powerTestPass, Command: ns.Command, SOL: "tcp:" + ln.Addr().String()})
+	require.NoError(t, err)
+	defer sim.Close()
+	root := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(root, "nodes.conf"), []byte(`nodeprofiles: {}
+nodes:
+  n1:
+    ipmi: {ipaddr: 127.0.1.50, username: admin, password: `+powerTestPass+`, interface: lanplus, escapechar: "&"}
+`), 0o644))
+	bin, err := buildBinary()
+	require.NoError(t, err)
+
+	cmd := ns.Command(ctx, bin, "--root", root, "node", "console", "n1")
+	inR, inW, err := os.Pipe() // a file: the child reads it directly
+	require.NoError(t, err)
+	defer inW.Close()
+	cmd.Stdin = inR
+	var out, errb syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Start())
+	require.NoError(t, inR.Close())
+	_, err = inW.Write([]byte("hostname\r"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "node says: hostname\r\n") }, 15*time.Second, 50*time.Millisecond, "stdout %q stderr %q", out.String(), errb.String())
+	_, err = inW.Write([]byte("&."))
+	require.NoError(t, err)
+	// The escape alone ends the console: stdin stays open.
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		require.NoError(t, err, errb.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("console did not end at &.: %s", errb.String())
+	}
+	assert.Contains(t, errb.String(), "[console of n1; type &. at the start of a line to leave]")
+	assert.NotContains(t, out.String()+errb.String(), powerTestPass)
+}
+
+// syncBuf collects a child's output while the test reads it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

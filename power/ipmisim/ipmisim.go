@@ -49,6 +49,10 @@ type Options struct {
 	Username, Password string
 	// Hook, when set, is run as `HOOK on|off|reset` on each change.
 	Hook string
+	// SOL, when set, is the node's serial port for serial over LAN:
+	// "tcp:HOST:PORT" (ipmi_sim connects there when a console activates; a
+	// QEMU -serial tcp::PORT,server,nowait fits) or a device path.
+	SOL string
 	// Command builds the command that runs ipmi_sim and the readiness probe;
 	// nil means exec.CommandContext. Pass a network namespace's command
 	// builder to run the BMC inside it.
@@ -75,7 +79,7 @@ func Start(ctx context.Context, opt Options) (*Sim, error) {
 	if opt.Addr == "" || opt.Dir == "" {
 		return nil, errors.New("ipmisim: Addr and Dir are required")
 	}
-	for _, s := range []string{opt.Username, opt.Password, opt.Hook, opt.Dir} {
+	for _, s := range []string{opt.Username, opt.Password, opt.Hook, opt.Dir, opt.SOL} {
 		if strings.ContainsAny(s, "\"' \t\n\\$`") {
 			return nil, fmt.Errorf("ipmisim: %q: no spaces, quotes or shell characters", s)
 		}
@@ -100,7 +104,7 @@ func Start(ctx context.Context, opt Options) (*Sim, error) {
 		s.StateFile: "0\n",
 		prog:        chassisProgram(s.StateFile, s.CallLog, opt.Hook),
 		filepath.Join(opt.Dir, "lan.conf"): fmt.Sprintf(lanConf,
-			opt.Addr, opt.Port, prog, opt.Username, opt.Password),
+			opt.Addr, opt.Port, prog, opt.Username, opt.Password) + solLine(opt.SOL),
 		filepath.Join(opt.Dir, "bmc.emu"): emu,
 	}
 	for name, body := range files {
@@ -224,6 +228,14 @@ set_working_mc 0x20
   user 1 false "" "" user 10 none md2 md5 straight
   user 2 true "%s" "%s" admin 10 none md2 md5 straight
 `
+
+// solLine configures serial over LAN on the BMC (115200 baud).
+func solLine(dev string) string {
+	if dev == "" {
+		return ""
+	}
+	return fmt.Sprintf("  sol \"%s\" 115200\n", dev)
+}
 
 // emu makes the BMC (MC 0x20) exist and enables it.
 const emu = `mc_setbmc 0x20
