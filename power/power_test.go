@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -177,4 +178,27 @@ func TestRedactError(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Nil(t, errors.Unwrap(err), "the original text is not reachable")
 	assert.Same(t, base, redactError(base, ""))
+}
+
+// FuzzConfigFromIPMI: nodes.conf's ipmi: fields are validated at the edge;
+// whatever passes has a usable port, a driver, and a description without
+// the password.
+func FuzzConfigFromIPMI(f *testing.F) {
+	f.Add("10.0.0.5", "623", "admin", "pw", "lanplus", "~", "ipmitool.tmpl")
+	f.Add("bmc-n1", "", "root", "x y", "", "", "redfish")
+	f.Add("h", "0", "", "", "LAN", "~.", "nobmc.tmpl")
+	f.Fuzz(func(t *testing.T, addr, port, user, pass, iface, esc, tmpl string) {
+		c, err := ConfigFromIPMI(&nodedb.IPMI{Ipaddr: addr, Port: port, UserName: user, Password: pass, Interface: iface, EscapeChar: esc, Template: tmpl})
+		if err != nil {
+			return
+		}
+		require.True(t, c.Port >= 0 && c.Port <= 65535)
+		_, err = c.Driver()
+		require.NoError(t, err)
+		if len(pass) >= 4 && !strings.Contains(user+addr+iface, pass) {
+			require.NotContains(t, c.String(), pass)
+		}
+		_, err = New(c)
+		require.NoError(t, err)
+	})
 }
