@@ -108,7 +108,7 @@ func Start(ctx context.Context, opt Options) (*Sim, error) {
 		filepath.Join(opt.Dir, "bmc.emu"): emu,
 	}
 	for name, body := range files {
-		mode := os.FileMode(0o644)
+		mode := os.FileMode(0o600) // lan.conf holds the password
 		if name == prog {
 			mode = 0o755
 		}
