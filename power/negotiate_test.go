@@ -16,6 +16,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/types"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/wwboot/wwboot/provision/netlab"
 )
 
 // goBMC runs go-ipmi's reference BMC on loopback offering only the given
@@ -78,9 +79,7 @@ func TestCipherSuiteNegotiation(t *testing.T) {
 // client fixed on suite 3 (ipmitool -C 3), so the negotiation test means
 // something.
 func TestSuite17OnlyBMCRefusesSuite3(t *testing.T) {
-	if _, err := exec.LookPath("ipmitool"); err != nil {
-		t.Skip("ipmitool not installed")
-	}
+	netlab.RequireTools(t, "ipmitool")
 	port, _ := goBMC(t, types.CipherSuiteID17)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
