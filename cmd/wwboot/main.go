@@ -66,7 +66,8 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	cmd.PersistentFlags().StringVar(&a.root, "root", defRoot, "state directory (wwboot.conf, nodes.conf, overlays/, images/, tftp/); env WWBOOT_ROOT")
 	cmd.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug messages")
 	for _, sub := range []func(*app) *cobra.Command{
-		newInitCmd, newNodeCmd, newProfileCmd, newImageCmd, newOverlayCmd, newServeCmd, newStatusCmd, newAgentCmd, newKeysCmd,
+		newInitCmd, newNodeCmdWithConsole, newProfileCmd, newImageCmd, newOverlayCmd, newServeCmd, newStatusCmd, newAgentCmd,
+		newKeysCmd, newPowerCmd, newSlurmCmd,
 	} {
 		cmd.AddCommand(sub(a))
 	}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/wwboot/wwboot/power"
+	"github.com/wwboot/wwboot/slurm"
+)
+
+// defaultSlurmLog is where the Slurm programs log: slurmctld discards their
+// output, and Debian's Slurm logs under /var/log/slurm.
+const defaultSlurmLog = "/var/log/slurm/wwboot.log"
+
+// newSlurmCmd builds `wwboot slurm resume|suspend|resume-fail|reboot|conf`.
+func newSlurmCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "slurm",
+		Short: "Slurm integration: the power saving programs slurm.conf names, and NodeName/PartitionName lines",
+		Long: `Slurm integration. In slurm.conf:
+
+  ResumeProgram=/usr/bin/wwboot-slurm-resume       (a script: exec wwboot --root ROOT slurm resume "$@")
+  SuspendProgram=...  slurm suspend
+  ResumeFailProgram=... slurm resume-fail
+  RebootProgram=...   slurm reboot   with SlurmctldParameters=reboot_from_controller
+
+Each program takes the nodes as Slurm passes them (a hostlist such as
+n[001-004,010]), acts through the nodes' BMCs, logs to --log, and exits
+non-zero when any node failed.`,
+	}
+	var f slurmFlags
+	f.bind(cmd)
+	for _, p := range []struct {
+		use, short string
+		maxArgs    int
+		run        func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)
+	}{
+		{"resume NODES", "ResumeProgram: power the nodes on; nodes that fail are set DOWN through scontrol", 1,
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				return p.Resume(ctx, args[0])
+			}},
+		{"suspend NODES", "SuspendProgram: power the nodes off", 1,
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				return p.Suspend(ctx, args[0])
+			}},
+		{"resume-fail NODES", "ResumeFailProgram: power off nodes that did not come up in ResumeTimeout", 1,
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				return p.ResumeFail(ctx, args[0])
+			}},
+		{"reboot NODES [FEATURES]", "RebootProgram (reboot_from_controller): power-cycle nodes that are on, power on those that are off", 2,
+			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
+				features := ""
+				if len(args) > 1 {
+					features = args[1]
+				}
+				return p.Reboot(ctx, args[0], features)
+			}},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   p.use,
+			Short: p.short,
+			Args:  cobra.RangeArgs(1, p.maxArgs),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return a.runSlurmProgram(cmd, f, args, p.run)
+			},
+		})
+	}
+	cmd.AddCommand(newSlurmConfCmd(a))
+	return cmd
+}
+
+type slurmFlags struct {
+	log         string
+	timeout     time.Duration
+	deadline    time.Duration
+	concurrency int
+	markDown    bool
+	scontrol    string
+}
+
+func (f *slurmFlags) bind(cmd *cobra.Command) {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&f.log, "log", defaultSlurmLog, "log file of the programs (appended; stderr when it cannot be opened)")
+	fs.DurationVar(&f.timeout, "timeout", power.DefaultTimeout, "time allowed per node")
+	fs.DurationVar(&f.deadline, "deadline", 2*time.Minute, "time allowed for the whole run (slurmctld kills programs that run for minutes)")
+	fs.IntVarP(&f.concurrency, "concurrency", "j", power.DefaultConcurrency, "nodes handled at once")
+	fs.BoolVar(&f.markDown, "mark-down", true, "resume: set nodes that could not be powered on DOWN with scontrol")
+	fs.StringVar(&f.scontrol, "scontrol", "scontrol", "scontrol program for --mark-down")
+}
+
+func (a *app) runSlurmProgram(cmd *cobra.Command, f slurmFlags, args []string,
+	run func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.deadline)
+	defer cancel()
+	log, closeLog := a.slurmLogger(f.log, cmd.Name())
+	defer closeLog()
+	db, err := a.snapshot(ctx)
+	if err != nil {
+		log.Error("slurm "+cmd.Name()+": inventory", "error", err)
+		return err
+	}
+	p := &slurm.Programs{
+		Inventory:  db,
+		Power:      power.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log},
+		ResumeFile: os.Getenv("SLURM_RESUME_FILE"),
+		Log:        log,
+	}
+	if f.markDown {
+		p.MarkDown = slurm.ScontrolMarkDown(f.scontrol)
+	}
+	start := time.Now()
+	rep, err := run(p, ctx, args)
+	if err != nil {
+		log.Error("slurm "+cmd.Name(), "args", args, "error", err)
+		return err
+	}
+	log.Info("slurm "+cmd.Name()+" done", "args", args, "took", time.Since(start).Round(time.Millisecond))
+	for _, r := range rep.Results {
+		fmt.Fprintf(a.stdout, "%s\t%s\t%s\n", r.Node, r.State, or(r.Error))
+	}
+	return rep.Err()
+}
+
+// slurmLogger logs to file (appending), or to stderr when the file cannot
+// be opened; the returned func closes the file.
+func (a *app) slurmLogger(file, program string) (*slog.Logger, func()) {
+	var w io.Writer = a.stderr
+	closeFn := func() {}
+	if file != "" && file != "-" {
+		fh, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "wwboot: log %s: %v (logging to stderr)\n", file, err)
+		} else {
+			w = fh
+			closeFn = func() { _ = fh.Close() }
+		}
+	}
+	level := slog.LevelInfo
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})).With("program", program, "pid", os.Getpid()), closeFn
+}
+
+func newSlurmConfCmd(a *app) *cobra.Command {
+	var opt slurm.ConfOptions
+	cmd := &cobra.Command{
+		Use:   "conf",
+		Short: "Print slurm.conf NodeName and PartitionName lines for the inventory (tags slurm_cpus, slurm_memory, slurm_features, slurm_partitions...)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := a.snapshot(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return slurm.Conf(a.stdout, db, opt)
+		},
+	}
+	cmd.Flags().StringVar(&opt.DefaultPartition, "default-partition", "compute", "partition of nodes without slurm_partitions or cluster name; marked Default=YES")
+	return cmd
+}

@@ -1,0 +1,263 @@
+// Package slurm connects wwboot to Slurm's power saving and node
+// configuration: the programs slurm.conf names (ResumeProgram,
+// SuspendProgram, ResumeFailProgram, and RebootProgram with
+// SlurmctldParameters=reboot_from_controller), and NodeName/PartitionName
+// lines built from the inventory.
+//
+// The contract with slurmctld (slurm.conf(5), Slurm 22.05): each program
+// runs as SlurmUser with the node names as its first argument in hostlist
+// form (RebootProgram: a comma-separated list, and the features required for
+// the reboot as an optional second argument); ResumeProgram also finds a job
+// to node mapping in the JSON file named by SLURM_RESUME_FILE. slurmctld
+// discards the programs' output and only logs a non-zero exit, so the
+// programs log to a file, return once every BMC accepted (or refused) the
+// request, and exit non-zero when any node failed. A node ResumeProgram could
+// not power on is reported to Slurm as DOWN (MarkDown), as the manual asks.
+package slurm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/wwboot/wwboot/hostlist"
+	"github.com/wwboot/wwboot/nodedb"
+	"github.com/wwboot/wwboot/power"
+)
+
+// Inventory is what the programs need from nodes.conf: nodedb's DB
+// satisfies it.
+type Inventory interface {
+	// Names lists every node, sorted.
+	Names() []string
+	// Node returns the effective (profile-merged) node, or an error wrapping
+	// nodedb.ErrNotFound.
+	Node(name string) (*nodedb.Node, error)
+}
+
+// Programs runs Slurm's power saving programs against an inventory.
+type Programs struct {
+	// Inventory resolves node names.
+	Inventory Inventory
+	// BMC returns a node's BMC; nil means DefaultBMC (nodes.conf's ipmi:).
+	BMC func(n *nodedb.Node) (power.BMC, error)
+	// Power tunes the BMC operations (concurrency, timeout per node).
+	Power power.Options
+	// MarkDown, when set, tells Slurm that nodes are DOWN with a reason
+	// (ScontrolMarkDown runs scontrol update).
+	MarkDown func(ctx context.Context, nodes, reason string) error
+	// ResumeFile is the path slurmctld passes in SLURM_RESUME_FILE (main
+	// reads the environment); its jobs are logged by Resume.
+	ResumeFile string
+	// Log receives a record per program run and per failed node; nil
+	// discards.
+	Log *slog.Logger
+}
+
+// DefaultBMC builds a node's BMC from its effective ipmi: block.
+func DefaultBMC(n *nodedb.Node) (power.BMC, error) {
+	c, err := power.ConfigFromIPMI(n.Ipmi)
+	if err != nil {
+		return nil, err
+	}
+	return power.New(c)
+}
+
+// Report is the outcome of one program run.
+type Report struct {
+	// Results has one entry per node, in hostlist order.
+	Results []power.Result
+	// Failed is the hostlist of the nodes that failed ("" if none).
+	Failed string
+}
+
+// Err summarises the failures, or nil.
+func (r Report) Err() error {
+	if r.Failed == "" {
+		return nil
+	}
+	n := 0
+	for _, res := range r.Results {
+		if res.Err != nil {
+			n++
+		}
+	}
+	return fmt.Errorf("%d of %d nodes failed: %s", n, len(r.Results), r.Failed)
+}
+
+// Resume powers the nodes on (ResumeProgram). Nodes that fail are marked
+// DOWN in Slurm when MarkDown is set. SLURM_RESUME_FILE's jobs are logged.
+func (p *Programs) Resume(ctx context.Context, nodes string) (Report, error) {
+	p.logResumeFile(p.ResumeFile)
+	rep, err := p.run(ctx, "resume", nodes, power.ActionOn)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Failed != "" && p.MarkDown != nil {
+		if err := p.MarkDown(ctx, rep.Failed, "wwboot: power on failed"); err != nil {
+			p.log().Error("slurm resume: marking failed nodes down", "nodes", rep.Failed, "error", err)
+		}
+	}
+	return rep, nil
+}
+
+// Suspend powers the nodes off (SuspendProgram).
+func (p *Programs) Suspend(ctx context.Context, nodes string) (Report, error) {
+	return p.run(ctx, "suspend", nodes, power.ActionOff)
+}
+
+// ResumeFail powers off the nodes that did not come up within ResumeTimeout
+// (ResumeFailProgram), so that a later resume starts them from a clean
+// power state.
+func (p *Programs) ResumeFail(ctx context.Context, nodes string) (Report, error) {
+	return p.run(ctx, "resume-fail", nodes, power.ActionOff)
+}
+
+// Reboot restarts the nodes (RebootProgram with reboot_from_controller):
+// nodes that are on are power-cycled, nodes that are off (or whose state
+// cannot be read) are powered on. features is Slurm's second argument, the
+// features the reboot must provide; it is logged (switching images by
+// feature is not done here).
+func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, error) {
+	if features != "" {
+		p.log().Info("slurm reboot: requested features", "nodes", nodes, "features", features)
+	}
+	names, targets, err := p.targets(nodes)
+	if err != nil {
+		return Report{}, err
+	}
+	status := power.Run(ctx, targets, power.ActionStatus, p.Power)
+	var cycle, on []power.Target
+	for i, r := range status {
+		if targets[i].BMC == nil {
+			on = append(on, targets[i]) // carries its configuration error
+			continue
+		}
+		if r.State == power.StateOn {
+			cycle = append(cycle, targets[i])
+		} else {
+			on = append(on, targets[i])
+		}
+	}
+	byNode := map[string]power.Result{}
+	for _, r := range power.Run(ctx, cycle, power.ActionCycle, p.Power) {
+		byNode[r.Node] = r
+	}
+	for _, r := range power.Run(ctx, on, power.ActionOn, p.Power) {
+		byNode[r.Node] = r
+	}
+	results := make([]power.Result, len(names))
+	for i, n := range names {
+		results[i] = byNode[n]
+	}
+	return p.report("reboot", results), nil
+}
+
+func (p *Programs) run(ctx context.Context, prog, nodes string, a power.Action) (Report, error) {
+	_, targets, err := p.targets(nodes)
+	if err != nil {
+		return Report{}, err
+	}
+	return p.report(prog, power.Run(ctx, targets, a, p.Power)), nil
+}
+
+// targets resolves a hostlist (or comma list) against the inventory. A name
+// that is not a node becomes a failed target, not an error: Slurm may know
+// nodes wwboot does not, and the others must still be served.
+func (p *Programs) targets(nodes string) ([]string, []power.Target, error) {
+	names, err := hostlist.Expand(nodes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node list from slurmctld: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, nil, errors.New("node list from slurmctld is empty")
+	}
+	mk := p.BMC
+	if mk == nil {
+		mk = DefaultBMC
+	}
+	seen := map[string]bool{}
+	var out []power.Target
+	var kept []string
+	for _, name := range names {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		kept = append(kept, name)
+		t := power.Target{Node: name}
+		n, err := p.Inventory.Node(name)
+		if err == nil {
+			t.BMC, err = mk(n)
+		}
+		if err != nil {
+			t.Err = fmt.Errorf("node %s: %w", name, err)
+		}
+		out = append(out, t)
+	}
+	return kept, out, nil
+}
+
+func (p *Programs) report(prog string, results []power.Result) Report {
+	var failed []string
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, r.Node)
+			p.log().Error("slurm "+prog+": node failed", "node", r.Node, "error", r.Error, "took", r.Took)
+		}
+	}
+	rep := Report{Results: results, Failed: hostlist.Compress(failed)}
+	ok := make([]string, 0, len(results))
+	for _, r := range results {
+		if r.Err == nil {
+			ok = append(ok, r.Node)
+		}
+	}
+	p.log().Info("slurm "+prog, "nodes", len(results), "ok", hostlist.Compress(ok), "failed", rep.Failed)
+	return rep
+}
+
+// logResumeFile logs the jobs of SLURM_RESUME_FILE (JSON: all_nodes_resume,
+// jobs[].job_id, nodes_resume, features). A missing or unreadable file is
+// logged, never fatal.
+func (p *Programs) logResumeFile(path string) {
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		p.log().Warn("slurm resume: SLURM_RESUME_FILE", "file", path, "error", err)
+		return
+	}
+	var f struct {
+		AllNodes string `json:"all_nodes_resume"`
+		Jobs     []struct {
+			JobID    int64  `json:"job_id"`
+			Nodes    string `json:"nodes_resume"`
+			Features string `json:"features"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		p.log().Warn("slurm resume: SLURM_RESUME_FILE is not the JSON Slurm writes", "file", path, "error", err)
+		return
+	}
+	for _, j := range f.Jobs {
+		p.log().Info("slurm resume: job", "job", j.JobID, "nodes", j.Nodes, "features", j.Features)
+	}
+}
+
+func (p *Programs) log() *slog.Logger {
+	if p.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return p.Log
+}
+
+// quoteReason makes reason safe as one scontrol argument value.
+func quoteReason(reason string) string {
+	return strings.NewReplacer("\"", "'", "\n", " ").Replace(reason)
+}
