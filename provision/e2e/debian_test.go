@@ -396,3 +396,63 @@ func (w *wwboot) authorizedKeys(t *testing.T, pub string) {
 	require.NoError(t, f.Close())
 	t.Logf("wwboot.conf: authorized keys: %s (the test's own key)", p)
 }
+
+var flagCompareCompress = flag.Bool("compare-compress", false,
+	"run TestDebianCompression: boot the Debian image built with gzip and with zstd, alternately, and print the times (bench/boot/compress.sh)")
+
+// TestDebianCompression is a measurement, not a check (-compare-compress):
+// the same Debian tree imported with gzip and with zstd, node n1 booted on
+// each in turn (BIOS), power-on to init (the kernel has unpacked the image)
+// and to ssh printed per boot and as ratios. Under TCG the kernel's
+// single-threaded decompression is a large part of the boot.
+func TestDebianCompression(t *testing.T) {
+	if !*flagCompareCompress {
+		t.Skip("a measurement: run with -compare-compress (bench/boot/compress.sh)")
+	}
+	netlab.Require(t)
+	requireTools(t, "qemu-system-x86_64", "go", "ssh", "ssh-keygen")
+	tree := debianTree(t)
+	lab := netlab.NewNS(t)
+	lab.Bridge(bridge, netip.MustParsePrefix(serverCIDR))
+	lab.IP("addr", "add", "fe80::1/64", "dev", bridge, "nodad")
+	n := testNode{Name: "n1", MAC: "52:54:00:77:01:01", IP: "10.77.0.21", Firmware: bios, Tap: "tap1"}
+	lab.Tap(n.Tap, bridge)
+	key, pub := sshKey(t)
+	ww := newWwboot(t, lab)
+	ww.run(t, "init")
+	ww.authorizedKeys(t, pub)
+	comps := []string{"gzip", "zstd"}
+	for _, c := range comps {
+		ww.run(t, "image", "import", tree, "debian-"+c, "--compress", c)
+	}
+	ww.run(t, "node", "add", n.Name, "--image", "debian-gzip", "--netdev", "default",
+		"--hwaddr", n.MAC, "--ipaddr", n.IP, "--netmask", netmask)
+	ww.run(t, "profile", "set", "default", "--kernelargs", "console=ttyS0")
+	ww.serve(t, "--interface", bridge, "--listen", serverIP, "--dhcp", "full", "--tftp",
+		"--http-port", httpPort, fmt.Sprintf("--ipv6-ra=%v", *flagRA))
+	initLine := regexp.MustCompile(`^wwboot: node `)
+	kernelLine := regexp.MustCompile(`^wwboot: starting the kernel`)
+	sums := map[string][2]float64{}
+	const rounds = 2
+	for r := 0; r < rounds; r++ {
+		for _, c := range comps {
+			ww.run(t, "node", "set", n.Name, "--image", "debian-"+c)
+			v := startVM(t, lab, vm{Name: n.Name + "-" + c, Firmware: bios, MAC: n.MAC, Tap: n.Tap, Memory: debianMemory, Timeout: 20 * time.Minute})
+			ready := sshNode{lab: lab, key: key, ip: n.IP}.waitSSH(t, v, 15*time.Minute)
+			v.stop()
+			res := v.result()
+			k, ok1 := res.find(kernelLine)
+			i, ok2 := res.find(initLine)
+			require.True(t, ok1 && ok2, "console lacks the kernel or init line:\n%s", res.transcript())
+			unpack := (i.At - k.At).Seconds()
+			load, _ := os.ReadFile("/proc/loadavg")
+			t.Logf("COMPRESS-TIMING compression=%s round=%d kernel-start-to-init=%.1fs power-on-to-ssh=%.1fs load=%s",
+				c, r+1, unpack, ready.Seconds(), strings.Fields(string(load) + " -")[0])
+			s := sums[c]
+			sums[c] = [2]float64{s[0] + unpack, s[1] + ready.Seconds()}
+		}
+	}
+	g, z := sums["gzip"], sums["zstd"]
+	t.Logf("COMPRESS-RESULT mean over %d rounds: kernel-start-to-init gzip %.1fs zstd %.1fs (zstd/gzip %.2f); power-on-to-ssh gzip %.1fs zstd %.1fs (zstd/gzip %.2f)",
+		rounds, g[0]/rounds, z[0]/rounds, z[0]/g[0], g[1]/rounds, z[1]/rounds, z[1]/g[1])
+}
