@@ -178,6 +178,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			Start: start, End: end, Netmask: mask,
 			LeaseFile: a.path("dhcp.leases"),
 			Reserver:  provision.DHCPHosts(inv).(dhcp.Reserver),
+			Logger:    a.log, // damaged lease lines are dropped with a warning
 		})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
