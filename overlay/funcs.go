@@ -260,9 +260,15 @@ func (s *state) split(out []byte, nominal string) ([]output, error) {
 		}
 		switch kind {
 		case 'F':
-			name, ok := cleanRel(path.Join(path.Dir(nominal), s.names[idx]))
-			if !ok || strings.HasPrefix(path.Join(path.Dir(nominal), s.names[idx]), "../") {
+			joined := path.Join(path.Dir(nominal), s.names[idx])
+			name, ok := cleanRel(joined)
+			if !ok || strings.HasPrefix(joined, "../") {
 				return nil, fmt.Errorf("file %q: the name leaves the overlay root: use a path below the template's directory", s.names[idx])
+			}
+			if dir := path.Dir(nominal); strings.HasPrefix(dir+"/", name+"/") {
+				// "x/..", "", "." or a node field that is empty or "..":
+				// the archive would hold this directory as a file too.
+				return nil, fmt.Errorf("file %q: the name is the directory %s itself, not a file in it: check the node fields the name is made of", s.names[idx], name)
 			}
 			if first {
 				files[0].name = name // keep what came before, like Warewulf
