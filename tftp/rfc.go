@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -72,10 +73,13 @@ func negotiate(transfer any) bool {
 	if opts.IsNil() {
 		return true
 	}
+	// The same option spelled twice ("blksize", "BLKSIZE"): the spelling
+	// that sorts first wins, so the answer does not depend on map order.
+	keys := opts.MapKeys()
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() > keys[j].String() })
 	in := map[string]string{}
-	iter := opts.MapRange()
-	for iter.Next() {
-		in[strings.ToLower(iter.Key().String())] = iter.Value().String()
+	for _, k := range keys {
+		in[strings.ToLower(k.String())] = opts.MapIndex(k).String()
 	}
 	opts.Clear()
 	set := func(k, v string) {

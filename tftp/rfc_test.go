@@ -134,6 +134,7 @@ func TestOptionNegotiation(t *testing.T) {
 		{"no options: no OACK", nil, nil, 512},
 		{"blksize 1024", []string{"blksize", "1024"}, map[string]string{"blksize": "1024"}, 1024},
 		{"option names are case-insensitive", []string{"BlkSize", "1024", "TSIZE", "0"}, map[string]string{"blksize": "1024", "tsize": "3000"}, 1024},
+		{"one option spelled twice: a deterministic choice", []string{"blksize", "1024", "BLKSIZE", "2048"}, map[string]string{"blksize": "2048"}, 2048},
 		{"blksize above 65464 is lowered to 65464", []string{"blksize", "100000"}, map[string]string{"blksize": "65464"}, 65464},
 		{"blksize 65464", []string{"blksize", "65464"}, map[string]string{"blksize": "65464"}, 65464},
 		{"blksize below 512 is declined: 512-byte blocks", []string{"blksize", "8"}, nil, 512},
