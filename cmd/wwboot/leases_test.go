@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wwboot/wwboot/ipxe"
 	"github.com/wwboot/wwboot/provision/netlab"
 )
 
@@ -102,4 +103,48 @@ func (w *syncWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// TestServeTFTPWarewulfNames: the boot file names Warewulf's DHCP template
+// hands out ("/warewulf/ipxe-snponly-x86_64.efi", with its leading slash)
+// fetch wwboot's iPXE binary from the real wwboot serve (issue 11 item 11).
+func TestServeTFTPWarewulfNames(t *testing.T) {
+	netlab.RequireTools(t, "curl")
+	want, err := ipxe.Locate(ipxe.EFIX8664)
+	if err != nil {
+		t.Skipf("no x86-64 iPXE binary installed: %v", err)
+	}
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	ns, peer := netlab.NewNS(t), netlab.NewNS(t)
+	netlab.Veth(t, ns, "wwd0", netip.MustParsePrefix("10.77.0.1/24"), peer, "cli0", netip.MustParsePrefix("10.77.0.2/24"))
+	root := t.TempDir()
+	mustRun(t, root, "init")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	port := strconv.Itoa(freePort(t))
+	cmd := ns.Command(ctx, bin, "--root", root, "serve", "--interface", "wwd0", "--dhcp", "off", "--ipv6-ra=false", "--http-port", port)
+	var logs syncWriter
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("wwboot serve:\n%s", logs.String())
+		}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "tftp: serving") }, 30*time.Second, 50*time.Millisecond)
+
+	wantData, err := os.ReadFile(want)
+	require.NoError(t, err)
+	for _, name := range []string{"/warewulf/ipxe-snponly-x86_64.efi", "//warewulf/ipxe-snponly-x86_64.efi", "/snponly.efi"} {
+		out := filepath.Join(t.TempDir(), "out")
+		text, err := peer.Command(ctx, "curl", "-sS", "--path-as-is", "-o", out, "tftp://10.77.0.1/"+name).CombinedOutput()
+		require.NoError(t, err, "%s: %s", name, text)
+		got, err := os.ReadFile(out)
+		require.NoError(t, err)
+		assert.Equal(t, wantData, got, name)
+	}
 }
