@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -104,7 +105,9 @@ type Pool struct {
 }
 
 // NewPool validates cfg and loads the lease file if there is one. Expired
-// leases and lines outside the range are dropped with a warning.
+// leases are dropped; damaged lines, leases outside the range and duplicates
+// are dropped with a warning (file:line) and the rest is loaded, so a
+// damaged file never stops the server; only a read error fails.
 func NewPool(cfg PoolConfig) (*Pool, error) {
 	if !cfg.Start.Is4() || !cfg.End.Is4() {
 		return nil, fmt.Errorf("dhcp: pool range %v-%v: start and end must be IPv4 addresses", cfg.Start, cfg.End)
@@ -449,6 +452,17 @@ func writeFileAtomic(path string, data []byte) error {
 	return d.Sync()
 }
 
+// maxLeaseLine bounds one line of the lease file; wwboot writes about 45
+// bytes a line, so anything longer is damage and is skipped.
+const maxLeaseLine = 1024
+
+// load reads the lease file. A damaged file costs only its damaged entries:
+// a line that does not parse (garbage, a bad MAC or address, an overlong
+// line), a last line without its newline (a truncated write; wwboot ends
+// every line with one), and the loser of a duplicate (the same MAC or the
+// same address twice; the later expiry wins, then the later line) are
+// dropped with a warning naming the file and line. Only an error reading
+// the file fails.
 func (p *Pool) load() error {
 	f, err := os.Open(p.cfg.LeaseFile)
 	if errors.Is(err, os.ErrNotExist) {
@@ -459,42 +473,131 @@ func (p *Pool) load() error {
 	}
 	defer f.Close()
 	now := p.cfg.Now()
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
+	maxExpiry := now.Add(p.cfg.LeaseTime)
+	file := p.cfg.LeaseFile
+	warn := func(msg string, n int, args ...any) {
+		p.cfg.Logger.Warn("dhcp: lease file: "+msg, append([]any{"at", file + ":" + strconv.Itoa(n)}, args...)...)
+	}
+	lineOf := map[*lease]int{}
+	r := bufio.NewReaderSize(f, 64<<10)
+	dropped := 0
+	for n := 1; ; n++ {
+		raw, rerr := readLeaseLine(r)
+		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, errLongLine) {
+			return fmt.Errorf("dhcp: read lease file %s: %w", file, rerr)
+		}
+		if errors.Is(rerr, io.EOF) && len(raw) == 0 {
+			break
+		}
+		if errors.Is(rerr, errLongLine) {
+			warn("line longer than "+strconv.Itoa(maxLeaseLine)+" bytes dropped", n)
+			dropped++
 			continue
+		}
+		line := strings.TrimSpace(string(raw))
+		if line == "" || line[0] == '#' {
+			if rerr != nil {
+				break
+			}
+			continue
+		}
+		if errors.Is(rerr, io.EOF) {
+			// wwboot ends every line with a newline: this one was cut short.
+			warn("last line has no newline (truncated write?), dropped", n, "text", line)
+			dropped++
+			break
 		}
 		l, err := parseLeaseLine(line)
 		if err != nil {
-			return fmt.Errorf("dhcp: lease file %s line %d: %w (fix or delete the line)", p.cfg.LeaseFile, n, err)
+			warn("unreadable lease dropped", n, "err", err)
+			dropped++
+			continue
 		}
 		a := ip4(l.addr)
 		switch {
 		case !l.expiry.After(now):
 			continue
 		case !p.usable(l.addr):
-			p.cfg.Logger.Warn("dhcp: lease outside the pool dropped", "file", p.cfg.LeaseFile, "line", n, "addr", a, "pool", p.subnet)
+			warn("lease outside the pool dropped", n, "addr", a, "pool", p.subnet)
+			dropped++
 			continue
 		case p.cfg.Reserver.Reserved(a):
-			p.cfg.Logger.Warn("dhcp: lease on an address the inventory now gives a node dropped", "file", p.cfg.LeaseFile, "line", n, "addr", a)
+			warn("lease on an address the inventory now gives a node dropped", n, "addr", a)
+			dropped++
 			continue
 		}
-		if old := p.byAddr[l.addr]; old != nil {
-			p.remove(old)
+		if l.expiry.After(maxExpiry) {
+			warn("lease expiry past the lease time shortened", n, "addr", a, "expiry", l.expiry.Unix(), "now", maxExpiry.Unix())
+			l.expiry = maxExpiry
 		}
-		if old := p.byMAC[l.mac]; old != nil {
-			p.remove(old)
+		olds := []*lease{p.byMAC[l.mac]}
+		if o := p.byAddr[l.addr]; o != olds[0] {
+			olds = append(olds, o)
+		}
+		var winner *lease
+		for _, old := range olds {
+			if old != nil && old.expiry.After(l.expiry) {
+				winner = old
+			}
+		}
+		if winner != nil {
+			warn("duplicate lease dropped: a lease expiring later holds its MAC or address", n,
+				"mac", net.HardwareAddr(l.mac[:]), "addr", a, "kept_line", lineOf[winner])
+			dropped++
+			continue
+		}
+		for _, old := range olds {
+			if old != nil {
+				warn("duplicate lease dropped: a later line, expiring no sooner, holds its MAC or address", lineOf[old],
+					"mac", net.HardwareAddr(old.mac[:]), "addr", ip4(old.addr), "kept_line", n)
+				dropped++
+				p.remove(old)
+			}
 		}
 		p.byMAC[l.mac] = l
 		p.byAddr[l.addr] = l
+		lineOf[l] = n
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("dhcp: read lease file %s: %w", p.cfg.LeaseFile, err)
+	if dropped > 0 {
+		p.cfg.Logger.Warn("dhcp: lease file damaged: bad entries dropped, the rest loaded; the file is rewritten on the next acknowledgement",
+			"file", file, "dropped", dropped, "loaded", len(p.byMAC))
 	}
 	return nil
+}
+
+// errLongLine reports a lease file line longer than maxLeaseLine; the
+// reader has skipped the rest of it.
+var errLongLine = errors.New("line too long")
+
+// readLeaseLine returns the next line without its newline. At the end of
+// the file it returns what is left (maybe a line with no newline) and
+// io.EOF. A line longer than maxLeaseLine is consumed and reported as
+// errLongLine.
+func readLeaseLine(r *bufio.Reader) ([]byte, error) {
+	var line []byte
+	long := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		if !long {
+			line = append(line, chunk...)
+			if len(line) > maxLeaseLine+1 {
+				long, line = true, nil
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case err != nil:
+			if long {
+				return nil, errLongLine
+			}
+			return line, err
+		}
+		if long {
+			return nil, errLongLine
+		}
+		return bytes.TrimSuffix(line, []byte("\n")), nil
+	}
 }
 
 func parseLeaseLine(line string) (*lease, error) {

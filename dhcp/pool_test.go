@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -73,13 +75,148 @@ func TestPoolLeaseFileIsAtomicAndSurvivesRestart(t *testing.T) {
 	assert.False(t, ok)
 }
 
-func TestPoolLeaseFileErrorsNameTheLine(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "leases")
-	require.NoError(t, os.WriteFile(file, []byte(leaseFileHeader+"52:54:00:00:00:01 10.1.0.10 1800003600\nnot a lease\n"), 0o644))
-	_, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.1.0.10"), End: netip.MustParseAddr("10.1.0.20"), Netmask: net.CIDRMask(24, 32),
-		LeaseFile: file, Reserver: ReserverFunc(func(netip.Addr) bool { return false })})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), file+" line 3")
+// A damaged lease file loses its damaged entries only, each with a warning
+// naming file:line; the good leases load and the pool starts (issue 11 item 9:
+// one bad line used to stop serve from starting).
+func TestPoolDamagedLeaseFileLosesOnlyTheBadEntries(t *testing.T) {
+	const exp = "1800003000" // within the hour's lease time of the clock below
+	good := func(i int, addr string) string { return hw(i).String() + " " + addr + " " + exp + "\n" }
+	cases := []struct {
+		name string
+		body string
+		// want maps each MAC index that must keep its lease to its address.
+		want map[int]string
+		// gone lists MAC indexes that must have no lease.
+		gone []int
+		// lines lists the lines the warnings must name (file:line).
+		lines []int
+		// warn lists substrings the warnings must contain.
+		warn []string
+	}{
+		{
+			name:  "garbage line",
+			body:  good(1, "10.1.0.10") + "not-a-lease\n\x00\xff\xfe garbage \x01\n" + good(2, "10.1.0.11"),
+			want:  map[int]string{1: "10.1.0.10", 2: "10.1.0.11"},
+			lines: []int{3, 4},
+			warn:  []string{"want 3 fields"},
+		},
+		{
+			name:  "truncated last line",
+			body:  good(1, "10.1.0.10") + hw(2).String() + " 10.1.0.1", // cut inside 10.1.0.11
+			want:  map[int]string{1: "10.1.0.10"},
+			gone:  []int{2},
+			lines: []int{3},
+			warn:  []string{"no newline"},
+		},
+		{
+			name:  "truncated last line inside the MAC",
+			body:  good(1, "10.1.0.10") + "52:54:00:0",
+			want:  map[int]string{1: "10.1.0.10"},
+			lines: []int{3},
+			warn:  []string{"no newline"},
+		},
+		{
+			name:  "bad MAC",
+			body:  "52:54:00:00:00:zz 10.1.0.12 " + exp + "\n" + "52:54:00:00:00:00:00:01 10.1.0.13 " + exp + "\n" + good(1, "10.1.0.10"),
+			want:  map[int]string{1: "10.1.0.10"},
+			lines: []int{2, 3},
+			warn:  []string{"MAC"},
+		},
+		{
+			name: "bad IP",
+			body: hw(2).String() + " 10.1.0.300 " + exp + "\n" + hw(3).String() + " fe80::1 " + exp + "\n" +
+				hw(4).String() + " 10.9.9.9 " + exp + "\n" + good(1, "10.1.0.10"),
+			want:  map[int]string{1: "10.1.0.10"},
+			gone:  []int{2, 3, 4},
+			lines: []int{2, 3, 4},
+			warn:  []string{"not an IPv4 address", "outside the pool"},
+		},
+		{
+			name:  "bad expiry",
+			body:  hw(2).String() + " 10.1.0.11 soon\n" + good(1, "10.1.0.10"),
+			want:  map[int]string{1: "10.1.0.10"},
+			gone:  []int{2},
+			lines: []int{2},
+			warn:  []string{"expiry"},
+		},
+		{
+			name:  "duplicate MAC: the later expiry wins",
+			body:  hw(1).String() + " 10.1.0.10 " + exp + "\n" + hw(1).String() + " 10.1.0.11 1800002000\n",
+			want:  map[int]string{1: "10.1.0.10"},
+			lines: []int{3},
+			warn:  []string{"duplicate"},
+		},
+		{
+			name:  "duplicate address: the later line wins a tie",
+			body:  good(1, "10.1.0.10") + good(2, "10.1.0.10"),
+			want:  map[int]string{2: "10.1.0.10"},
+			gone:  []int{1},
+			lines: []int{2},
+			warn:  []string{"duplicate"},
+		},
+		{
+			name:  "overlong line",
+			body:  good(1, "10.1.0.10") + strings.Repeat("x", 100_000) + "\n" + good(2, "10.1.0.11"),
+			want:  map[int]string{1: "10.1.0.10", 2: "10.1.0.11"},
+			lines: []int{3},
+			warn:  []string{"longer than"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "dhcp.leases")
+			require.NoError(t, os.WriteFile(file, []byte(leaseFileHeader+tc.body), 0o644))
+			var logs logBuffer
+			p, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.1.0.10"), End: netip.MustParseAddr("10.1.0.20"),
+				Netmask: net.CIDRMask(24, 32), LeaseFile: file, LeaseTime: time.Hour, Logger: logs.logger(),
+				Reserver: ReserverFunc(func(netip.Addr) bool { return false }), Now: (&clock{t: time.Unix(1_800_000_000, 0)}).Now})
+			require.NoError(t, err, "a damaged lease file must not stop the pool")
+			for i, addr := range tc.want {
+				got, ok := p.Lookup(hw(i))
+				require.True(t, ok, "lease of %s lost", hw(i))
+				assert.Equal(t, addr, got.String())
+			}
+			for _, i := range tc.gone {
+				_, ok := p.Lookup(hw(i))
+				assert.False(t, ok, "%s must have no lease", hw(i))
+			}
+			out := logs.String()
+			assert.Contains(t, out, "level=WARN")
+			assert.Contains(t, out, "at="+file+":")
+			for _, n := range tc.lines {
+				assert.Regexp(t, regexp.MustCompile(`at=`+regexp.QuoteMeta(file)+`:`+strconv.Itoa(n)+`\s`), out)
+			}
+			for _, w := range tc.warn {
+				assert.Contains(t, out, w)
+			}
+
+			// The next acknowledgement rewrites the file without the damage.
+			a, err := p.Offer(hw(9), netip.Addr{})
+			require.NoError(t, err)
+			_, err = p.Ack(hw(9), a)
+			require.NoError(t, err)
+			var clean logBuffer
+			_, err = NewPool(PoolConfig{Start: netip.MustParseAddr("10.1.0.10"), End: netip.MustParseAddr("10.1.0.20"),
+				Netmask: net.CIDRMask(24, 32), LeaseFile: file, LeaseTime: time.Hour, Logger: clean.logger(),
+				Reserver: ReserverFunc(func(netip.Addr) bool { return false }), Now: (&clock{t: time.Unix(1_800_000_000, 0)}).Now})
+			require.NoError(t, err)
+			assert.NotContains(t, clean.String(), "WARN", "the rewritten file is clean")
+		})
+	}
+}
+
+// A lease expiring past now+LeaseTime (a flipped digit) is shortened, not
+// kept for years.
+func TestPoolLeaseFileExpiryIsBounded(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "dhcp.leases")
+	require.NoError(t, os.WriteFile(file, []byte(leaseFileHeader+hw(1).String()+" 10.1.0.10 9800000000\n"), 0o644))
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	p := testPool(t, "10.1.0.10", "10.1.0.20", file, nil, clk)
+	_, ok := p.Lookup(hw(1))
+	require.True(t, ok)
+	clk.Add(time.Hour + time.Second)
+	_, ok = p.Lookup(hw(1))
+	assert.False(t, ok, "the lease ends one lease time after loading")
 }
 
 func TestPoolNeverHandsOutReservedAddresses(t *testing.T) {

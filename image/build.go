@@ -247,7 +247,12 @@ func excluderFor(fsys fs.FS, opts Options) (*Excluder, error) {
 	}
 	if !opts.NoImageExcludes {
 		rel := ExcludesFile[1:]
-		if fi, err := fs.Lstat(fsys, rel); err == nil && fi.Mode().IsRegular() {
+		// Resolved inside the tree, element by element (as the kernel
+		// is): an etc or etc/warewulf that links out of the tree
+		// (os.DirFS would follow it) must not make the build read a
+		// server file; links inside the tree still work.
+		if real, fi, err := resolveInTree(fsys, rel); err == nil && fi.Mode().IsRegular() {
+			rel = real
 			if fi.Size() > 1<<20 {
 				return nil, fmt.Errorf("%s of the image is %d bytes: an excludes file holds patterns, one a line; shrink it below 1 MiB", ExcludesFile, fi.Size())
 			}

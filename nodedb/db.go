@@ -187,21 +187,47 @@ func primaryOf(r *Record) string {
 
 // checkName rejects names that cannot be a host name or file name.
 func checkName(kind, name string, fail func(kind, name string, field []string, err error)) {
-	if name == "" || strings.ContainsAny(name, "/\\ \t\n\x00") || name == "." || name == ".." || strings.HasPrefix(name, "-") || strings.HasPrefix(name, Negation) {
+	if !pathSafe(name) || strings.HasPrefix(name, "-") || strings.HasPrefix(name, Negation) {
 		fail(kind, name, nil, fmt.Errorf("%q is not a valid %s name: use letters, digits, '-', '_' and '.'", name, kind))
 	}
+}
+
+// pathSafe reports whether s can be one element of a file name: templates
+// name files after network device names, interface names and cluster names
+// (file (print "wwboot-" $name)), so "a/b", "x/.." or ".." would put a file
+// somewhere else in the overlay than its template says, or make it the
+// template's own directory.
+func pathSafe(s string) bool {
+	if s == "" || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f || r == ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkRecord validates the syntax of one raw record's values. What
 // Warewulf 4.7 loads anyway (odd IPv6 values, node-only keys in a profile)
 // goes to warn, the rest to fail.
 func checkRecord(kind, name string, r *Record, fail, warn func(kind, name string, field []string, err error)) {
+	if r.ClusterName != "" && !pathSafe(r.ClusterName) {
+		fail(kind, name, []string{"cluster name"}, fmt.Errorf("%q is not a valid cluster name: templates use it in file names; use letters, digits, '-', '_' and '.' (not \".\" or \"..\")", r.ClusterName))
+	}
 	for _, dev := range sortedKeys(r.NetDevs) {
+		if !pathSafe(dev) {
+			fail(kind, name, []string{"network devices", dev}, fmt.Errorf("%q is not a valid network device name: templates use it in file names; use letters, digits, '-', '_' and '.' (not \".\" or \"..\"), like default or eth0", dev))
+		}
 		nd := r.NetDevs[dev]
 		if nd == nil {
 			continue
 		}
 		at := func(f string) []string { return []string{"network devices", dev, f} }
+		if nd.Device != "" && !pathSafe(nd.Device) {
+			fail(kind, name, at("device"), fmt.Errorf("%q is not a valid interface name: no '/', blanks or control characters, not \".\" or \"..\" (the kernel refuses those too)", nd.Device))
+		}
 		if nd.Hwaddr != "" {
 			if _, err := ParseHW(nd.Hwaddr); err != nil {
 				fail(kind, name, at("hwaddr"), err)

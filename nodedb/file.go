@@ -3,6 +3,8 @@ package nodedb
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +36,18 @@ import (
 // Readers see changes made by other processes without a restart: the file
 // is checked at most once per CheckInterval and reloaded when it changed. A
 // file that no longer parses is logged and the last good inventory is kept.
+//
+// A reload that would lose more than half of the nodes (an emptied or
+// truncated file, a bad copy, an editor's accident) is held back the same
+// way: the last good inventory stays in service and the change is logged
+// at error level, once per version of the file, unless the change is
+// explicit. A change is explicit when it was written by a FileStore (the
+// wwboot CLI or any embedder using Update, in any process: each write
+// records the SHA-256 of what it wrote in a sibling file
+// .nodes.conf.written, and a reload of exactly those bytes is trusted), or
+// when the file PATH.allow-shrink exists (create it to apply a hand edit
+// that removes most nodes, before or after the edit; it is removed once
+// used). See ShrinkGuard.
 type FileStore struct {
 	path  string
 	log   *slog.Logger
@@ -42,6 +56,7 @@ type FileStore struct {
 	mu        sync.Mutex // serializes reloads and writes within the process
 	cur       atomic.Pointer[fileState]
 	lastCheck atomic.Int64 // unix nanoseconds of the last stat
+	heldBack  fileID       // the version last held back as a drastic shrink (under mu)
 }
 
 // fileState is one loaded version of the file.
@@ -106,6 +121,9 @@ func Create(ctx context.Context, path string, cfg *Config, opts ...Option) (*Fil
 	}
 	data, err := encodeDoc(encodeConfig(db.cfg))
 	if err != nil {
+		return nil, err
+	}
+	if err := recordWrite(path, data); err != nil {
 		return nil, err
 	}
 	if err := writeAtomic(path, data, 0o640); err != nil {
@@ -207,13 +225,81 @@ func (s *FileStore) refresh() {
 		return
 	}
 	defer s.mu.Unlock()
-	st, err := s.load()
+	if idOf(fi) == s.heldBack && !s.allowExists() {
+		return // already logged
+	}
+	data, id, err := s.read()
+	var st *fileState
+	if err == nil {
+		st, err = s.decode(data, id, false)
+	}
 	if err != nil {
 		s.log.Error("inventory changed but cannot be loaded; still serving the previous version", "file", s.path, "err", err)
 		return
 	}
+	prev := s.cur.Load().db.Len()
+	if next := st.db.Len(); ShrinkGuard(prev, next) {
+		switch {
+		case s.writtenByStore(data):
+			s.log.Warn("inventory shrank drastically through wwboot; applied", "file", s.path, "nodes_before", prev, "nodes", next)
+		case s.allowShrink():
+			s.log.Warn("inventory shrank drastically; applied because "+s.allowPath()+" exists (now removed)", "file", s.path, "nodes_before", prev, "nodes", next)
+		default:
+			s.heldBack = id
+			s.log.Error("inventory changed to lose more than half of its nodes; still serving the previous version. "+
+				"If that is intended, make the change with wwboot (node delete), or create "+s.allowPath()+" to apply this version",
+				"file", s.path, "nodes_before", prev, "nodes", next)
+			return
+		}
+	}
+	s.heldBack = fileID{}
 	s.cur.Store(st)
 	s.log.Info("inventory reloaded", "file", s.path, "nodes", st.db.Len())
+}
+
+// ShrinkGuard reports whether a reload from prev to next nodes is drastic
+// enough to be held back unless explicit: it loses more than half of the
+// nodes (an empty file among them).
+func ShrinkGuard(prev, next int) bool {
+	return prev > 0 && (prev-next)*2 > prev
+}
+
+// writtenPath is the sibling file in which writes record what they wrote.
+func writtenPath(path string) string {
+	return filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".written")
+}
+
+// allowPath is the file whose presence makes a hand-made drastic shrink
+// explicit.
+func (s *FileStore) allowPath() string { return s.path + ".allow-shrink" }
+
+// writtenByStore reports whether data is exactly what a FileStore last
+// wrote to the file.
+func (s *FileStore) writtenByStore(data string) bool {
+	rec, err := os.ReadFile(writtenPath(s.path))
+	if err != nil {
+		return false
+	}
+	sum := sha256.Sum256([]byte(data))
+	return strings.TrimSpace(string(rec)) == hex.EncodeToString(sum[:])
+}
+
+// allowExists reports whether the allow-shrink file exists.
+func (s *FileStore) allowExists() bool {
+	_, err := os.Lstat(s.allowPath())
+	return err == nil
+}
+
+// allowShrink consumes the allow-shrink file if it exists.
+func (s *FileStore) allowShrink() bool {
+	return os.Remove(s.allowPath()) == nil
+}
+
+// recordWrite notes, before data replaces the file at path, that a
+// FileStore wrote it: the SHA-256 of data, in writtenPath.
+func recordWrite(path string, data []byte) error {
+	sum := sha256.Sum256(data)
+	return writeAtomic(writtenPath(path), []byte(hex.EncodeToString(sum[:])+"\n"), 0o600)
 }
 
 // Update applies fn to the inventory as it is in the file under the lock
@@ -256,6 +342,11 @@ func (s *FileStore) Update(ctx context.Context, fn func(*Config) error) error {
 	data, err := encodeDoc(doc)
 	if err != nil {
 		return err
+	}
+	// The record goes first: a reader that sees the new file then also
+	// sees that wwboot wrote it.
+	if err := recordWrite(s.path, data); err != nil {
+		s.log.Warn("inventory record for other wwboot processes not written: a large removal may be held back there", "file", s.path, "err", err)
 	}
 	if err := writeAtomic(s.path, data, fi.Mode().Perm()); err != nil {
 		return err
@@ -328,7 +419,8 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 // left behind. It runs under the lock, when no writer can own one.
 func removeStaleTemps(path string) {
 	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
-	for _, f := range stale {
+	more, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(writtenPath(path))+".tmp-*"))
+	for _, f := range append(stale, more...) {
 		os.Remove(f)
 	}
 }

@@ -217,6 +217,22 @@ func TestValidationNamesFileLineNodeAndField(t *testing.T) {
 			[]string{"nodes.conf:7:", "not a contiguous netmask"}},
 		{"bad mtu", "  n1:\n    network devices:\n      a:\n        mtu: big\n",
 			[]string{"nodes.conf:7:", "mtu", "whole number"}},
+		// Names templates put into file names (issue 11 item 8: the fuzzer's
+		// cluster ".." and netdevs "x/.." and "a/b" were accepted).
+		{"cluster name ..", "  n1:\n    cluster name: ..\n",
+			[]string{"nodes.conf:5:", `node "n1"`, "cluster name", `".." is not a valid cluster name`}},
+		{"cluster name with a slash", "  n1:\n    cluster name: a/b\n",
+			[]string{"nodes.conf:5:", "cluster name", `"a/b" is not a valid cluster name`}},
+		{"netdev x/..", "  n1:\n    network devices:\n      x/..:\n        device: eth0\n",
+			[]string{"nodes.conf:6:", `node "n1"`, "network devices.x/..", `"x/.." is not a valid network device name`}},
+		{"netdev a/b", "  n1:\n    network devices:\n      a/b:\n        device: eth0\n",
+			[]string{"nodes.conf:6:", `"a/b" is not a valid network device name`}},
+		{"netdev ..", "  n1:\n    network devices:\n      \"..\":\n        device: eth0\n",
+			[]string{"nodes.conf:6:", `".." is not a valid network device name`}},
+		{"interface name with a slash", "  n1:\n    network devices:\n      a:\n        device: ../eth0\n",
+			[]string{"nodes.conf:7:", "network devices.a.device", `"../eth0" is not a valid interface name`}},
+		{"node name with a control character", "  \"n\\r1\":\n    cluster name: c1\n",
+			[]string{"nodes.conf:4:", `is not a valid node name`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -229,6 +245,23 @@ func TestValidationNamesFileLineNodeAndField(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("profile with a bad cluster name", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "nodes.conf")
+		require.NoError(t, os.WriteFile(path, []byte("nodeprofiles:\n  default:\n    cluster name: \"..\"\nnodes: {}\n"), 0o644))
+		_, err := Open(context.Background(), path)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `profile "default"`)
+		assert.Contains(t, err.Error(), `".." is not a valid cluster name`)
+	})
+	t.Run("the same through the API", func(t *testing.T) {
+		n := &Record{ClusterName: ".."}
+		n.NetDevs = map[string]*NetDev{"x/..": {Device: "eth0"}}
+		_, err := New(&Config{NodeProfiles: map[string]*Record{}, Nodes: map[string]*Record{"n1": n}})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "cluster name")
+		assert.Contains(t, err.Error(), `"x/.." is not a valid network device name`)
+	})
 
 }
 

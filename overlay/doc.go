@@ -17,13 +17,25 @@
 // sprig's text functions) and written without the suffix; other files and
 // symlinks are copied. Mode, owner and group come from the source file.
 //
+// Reads stay in their tree: IncludeFrom reads an image's file, and Include
+// and IncludeBlock a relative path of the site tree (Paths.Sysconfdir),
+// resolving the path and every symbolic link inside that tree as chroot
+// would (an absolute link names the tree's own file, ".." stops at its
+// root), so an image's etc/passwd -> /etc/shadow yields the image's shadow,
+// never the server's. An absolute Include path is the server file the
+// template's author named, as in Warewulf. Only regular files up to 64 MiB
+// are read (a FIFO or a device in an image would block or never end).
+//
 // # Layering
 //
 // A node's system (or runtime) archive holds the overlays of its system (or
 // runtime) overlay list. When two overlays provide the same path, the one
 // later in the list wins, as in Warewulf, where later overlays are written
 // over earlier ones; within one overlay a file produced later (by the file
-// function) wins. Every path appears exactly once in the archive, so the
+// function) wins. A file where the tree needs a directory (one overlay's
+// file where another has a directory, or a template's file name that is a
+// directory, like its own) is an error, not a second entry. Every path
+// appears exactly once in the archive, so the
 // "first of duplicate names wins" rule of u-root and the "last wins" rule of
 // the kernel agree. Directories come before their contents.
 //

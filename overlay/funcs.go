@@ -149,24 +149,19 @@ func (s *state) funcs() template.FuncMap {
 		"abort":    func() string { s.aborted = true; return "" },
 		"nobackup": func() string { return "" },
 		"Include": func(p string) string {
-			p = s.sysconf(p)
-			s.stamp(p)
-			data, err := os.ReadFile(p)
+			data, err := s.readSite(p)
 			if err != nil && s.r != nil {
 				s.r.log.Debug("overlay: Include found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
 			}
 			return trimNL(string(data))
 		},
 		"IncludeBlock": func(p, stop string) (string, error) {
-			p = s.sysconf(p)
-			s.stamp(p)
-			f, err := os.Open(p)
+			data, err := s.readSite(p)
 			if err != nil {
 				return "", fmt.Errorf("IncludeBlock %s: %w", p, err)
 			}
-			defer f.Close()
 			var b strings.Builder
-			sc := bufio.NewScanner(f)
+			sc := bufio.NewScanner(bytes.NewReader(data))
 			sc.Buffer(nil, 16<<20)
 			for sc.Scan() {
 				if strings.Contains(sc.Text(), stop) {
@@ -186,9 +181,7 @@ func (s *state) funcs() template.FuncMap {
 			if root == "" {
 				return ""
 			}
-			full := filepath.Join(root, filepath.Clean("/"+p))
-			s.stamp(full)
-			data, err := os.ReadFile(full)
+			data, err := s.readTree(root, p)
 			if err != nil {
 				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", image, "path", p, "err", err)
 			}
@@ -205,13 +198,34 @@ func (s *state) funcs() template.FuncMap {
 	}
 }
 
-// sysconf resolves a relative Include path against Paths.Sysconfdir, as
-// Warewulf does.
-func (s *state) sysconf(p string) string {
-	if strings.HasPrefix(p, "/") || s.r == nil {
-		return p
+// readSite reads a server file for Include and IncludeBlock. A relative
+// path names a file of the site configuration tree, Paths.Sysconfdir, as in
+// Warewulf, and is confined to that tree: neither ".." nor a symbolic link
+// leads out of it (see readInTree). An absolute path names the server file
+// the template's author wrote, as in Warewulf (Include "/etc/hosts"), read
+// with the same checks: a regular file, at most maxIncludeBytes.
+func (s *state) readSite(p string) ([]byte, error) {
+	root := "/"
+	if !strings.HasPrefix(p, "/") {
+		if s.r == nil || s.r.opts.Server.Paths.Sysconfdir == "" {
+			return nil, fmt.Errorf("%s: relative, and no Sysconfdir to find it in: %w", p, os.ErrNotExist)
+		}
+		root = s.r.opts.Server.Paths.Sysconfdir
 	}
-	return filepath.Join(s.r.opts.Server.Paths.Sysconfdir, p)
+	return s.readTree(root, p)
+}
+
+// readTree reads p inside the tree at root (readInTree) and records what
+// the render read, for the cache's staleness check: the path as named and
+// the file actually read, when a link made them differ.
+func (s *state) readTree(root, p string) ([]byte, error) {
+	named := filepath.Join(root, filepath.Clean("/"+p))
+	s.stamp(named)
+	data, real, err := readInTree(root, p)
+	if err == nil && real != named {
+		s.stamp(real)
+	}
+	return data, err
 }
 
 func (s *state) stamp(p string) { s.reads = append(s.reads, stampOf(p)) }
@@ -317,6 +331,11 @@ func (s *state) fileName(nominal, name string) (string, error) {
 	c, ok := cleanRel(full)
 	if !ok {
 		return "", fmt.Errorf("file %q: not a file path below the overlay root: use a name like \"x.conf\" or \"/etc/x.conf\"", name)
+	}
+	if dir := path.Dir(nominal); strings.HasPrefix(dir+"/", c+"/") {
+		// "../etc" beside etc/t.ww, or a node field that is empty or "..":
+		// the archive would hold this directory as a file too.
+		return "", fmt.Errorf("file %q: the name is the directory %s itself, not a file in it: check the node fields the name is made of", name, c)
 	}
 	return c, nil
 }

@@ -321,6 +321,9 @@ func (r *Renderer) buildLayout(key string, names []string, ovs []*Overlay) (*lay
 		l.layers[p] = w.layer
 	}
 	recs := withParents(append(dirs, files...), nil, l.layers, len(ovs))
+	if err := checkTree(recs, nil); err != nil {
+		return nil, fmt.Errorf("overlays %v: %w (one overlay has a file where another has a directory)", names, err)
+	}
 	seg, err := r.gz.newSegment(recs, false)
 	if err != nil {
 		return nil, err
@@ -377,10 +380,11 @@ type sharedEntry struct {
 	stamped
 }
 
-// layered is a template output with the layer it came from.
+// layered is a template output with the layer and template it came from.
 type layered struct {
 	layer int
 	rec   *record
+	file  string // template path inside its overlay
 }
 
 // invEntry memoizes what the renderer derives from one inventory snapshot.
@@ -604,7 +608,12 @@ func (r *Renderer) renderShared(l *layout, inv *invEntry, invKey string) *shared
 	for _, o := range outs {
 		recs = append(recs, o.rec)
 	}
-	e.seg, e.err = r.gz.newSegment(withParents(recs, l.static.dirs, nil, 0), false)
+	recs = withParents(recs, l.static.dirs, nil, 0)
+	if err := checkTree(recs, staticLookup(l)); err != nil {
+		e.err = templateConflict(err, outs, l.names, "")
+		return e
+	}
+	e.seg, e.err = r.gz.newSegment(recs, false)
 	return e
 }
 
@@ -633,11 +642,11 @@ func (r *Renderer) execAll(refs []tmplRef, data *TemplateData, node string) ([]l
 				rec.mode, rec.data = sIFREG|unixPerm(ref.f.Mode), out.data
 			}
 			if i, ok := index[out.path]; ok {
-				outs[i] = layered{ref.layer, rec}
+				outs[i] = layered{ref.layer, rec, ref.f.Path}
 				continue
 			}
 			index[out.path] = len(outs)
-			outs = append(outs, layered{ref.layer, rec})
+			outs = append(outs, layered{ref.layer, rec, ref.f.Path})
 		}
 	}
 	return outs, stamps, nil
@@ -760,6 +769,19 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 			before += len(s.recs)
 		}
 		recs := withParents(mine, have, nil, 0)
+		static := staticLookup(l)
+		if err := checkTree(recs, func(p string) (bool, bool) {
+			if ok, dir := static(p); ok {
+				return ok, dir
+			}
+			if shared == nil {
+				return false, false
+			}
+			_, out := sharedLayers[p]
+			return out || shared.seg.dirs[p], shared.seg.dirs[p]
+		}); err != nil {
+			return nil, stamps, templateConflict(err, outs, l.names, node.ID)
+		}
 		if kind == System {
 			recs = appendMarker(recs, have, before, node)
 		}
@@ -807,6 +829,9 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].path < dirs[j].path })
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
 	recs := withParents(append(dirs, files...), nil, nil, 0)
+	if err := checkTree(recs, nil); err != nil {
+		return nil, stamps, templateConflict(err, outs, l.names, node.ID)
+	}
 	if kind == System {
 		recs = appendMarker(recs, nil, 0, node)
 	}

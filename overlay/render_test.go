@@ -102,9 +102,11 @@ func TestInitScript(t *testing.T) {
 	// node.conf must be valid shell even with hostile values.
 	cfg := testConfig(1)
 	cfg.Nodes["n00001"].Init = "/sbin/init'; echo pwned; '"
-	cfg.Nodes["n00001"].ClusterName = "$(echo pwned)\n`id`"
 	db := testDB(t, cfg)
 	n, _ := db.Node("n00001")
+	// nodedb refuses control characters in a cluster name (it names
+	// files); the quoting must hold even for a node built without nodedb.
+	n.ClusterName = "$(echo pwned)\n`id`"
 	r := newTestRenderer(t, func(o *Options) { o.DefaultSystem = []string{"wwinit"} })
 	a, err := r.Render(context.Background(), db, n, System)
 	require.NoError(t, err)

@@ -14,7 +14,16 @@
 // served file system, found by type assertion ([RequestFS]), the way
 // http.Flusher is.
 //
-// Supported options: tsize and blksize (RFC 2348, 2349); block numbers roll
-// over past 65535 so files beyond 32 MB go out at blksize 512. Not supported
-// (pin/tftp lacks them): timeout and windowsize (RFC 7440).
+// Names: a leading slash names the root of the served tree, as for tftp-hpa
+// -s and dnsmasq ("/warewulf/ipxe-snponly-x86_64.efi"); see [CleanPath].
+//
+// Protocol: RFC 1350 error codes (1 file not found, 2 access violation, 4
+// illegal operation, 0 otherwise; pin/tftp alone sends 1 for all), RFC 2347
+// option names case-insensitive, unknown options ignored and an OACK only
+// for options understood; blksize 8..65464 (RFC 2348; above is lowered,
+// 8..511 declined so the client keeps 512, the rest capped at the path MTU);
+// tsize (RFC 2349) answered with the size on a read in octet mode. Block
+// numbers roll over past 65535 so files beyond 32 MB go out at blksize 512.
+// Not acknowledged (pin/tftp cannot put them into its OACK; RFC 2347 lets a
+// server ignore options): timeout (RFC 2349) and windowsize (RFC 7440).
 package tftp

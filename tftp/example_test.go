@@ -43,12 +43,12 @@ func ExampleServer() {
 	// Output:
 	// #!ipxe
 	// chain http://10.0.0.1/ipxe/${mac}
-	// code: 1, message: access violation: unsafe path
+	// code: 2, message: access violation: unsafe path
 	// tftp: server closed
 }
 
 func ExampleCleanPath() {
-	for _, name := range []string{"undionly.kpxe", "./ipxe//snponly.efi", "../etc/passwd", "/etc/passwd"} {
+	for _, name := range []string{"undionly.kpxe", "./ipxe//snponly.efi", "../etc/passwd", "/warewulf/ipxe-snponly-x86_64.efi"} {
 		clean, err := tftp.CleanPath(name)
 		fmt.Printf("%q %q %v\n", name, clean, err)
 	}
@@ -56,5 +56,5 @@ func ExampleCleanPath() {
 	// "undionly.kpxe" "undionly.kpxe" <nil>
 	// "./ipxe//snponly.efi" "ipxe/snponly.efi" <nil>
 	// "../etc/passwd" "" unsafe TFTP path "../etc/passwd": '..' element
-	// "/etc/passwd" "" unsafe TFTP path "/etc/passwd": absolute path
+	// "/warewulf/ipxe-snponly-x86_64.efi" "warewulf/ipxe-snponly-x86_64.efi" <nil>
 }

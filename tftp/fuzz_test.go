@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -46,6 +47,44 @@ func wantsData(pkt []byte) bool {
 	return ok && f.Mode.IsRegular()
 }
 
+// checkOACK: an OACK acknowledges only options the request asked for
+// (names case-insensitive, RFC 2347) and understood, each once: blksize
+// within 8..65464 and no more than asked (RFC 2348), tsize as the file's
+// size (RFC 2349).
+func checkOACK(t *testing.T, req, oack []byte) {
+	t.Helper()
+	if len(req) > 516 {
+		req = req[:516]
+	}
+	parts := bytes.Split(req[2:], []byte{0})
+	asked := map[string]string{}
+	for i := 2; i+1 < len(parts); i += 2 {
+		asked[strings.ToLower(string(parts[i]))] = string(parts[i+1])
+	}
+	name, _ := CleanPath(string(parts[0]))
+	got := bytes.Split(bytes.TrimSuffix(oack, []byte{0}), []byte{0})
+	require.Equal(t, 0, len(got)%2, "OACK %q", oack)
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(got); i += 2 {
+		k, v := string(got[i]), string(got[i+1])
+		require.False(t, seen[k], "%s twice in OACK %q", k, oack)
+		seen[k] = true
+		_, ok := asked[k]
+		require.True(t, ok, "OACK %q acknowledges %s, not asked in %q", oack, k, req)
+		n, err := strconv.ParseInt(v, 10, 64)
+		require.NoError(t, err, "OACK %q", oack)
+		switch k {
+		case "blksize":
+			want, _ := strconv.ParseInt(asked[k], 10, 64)
+			require.True(t, n >= 8 && n <= 65464 && n <= want, "blksize %d for %q", n, asked[k])
+		case "tsize":
+			require.Equal(t, int64(len(fuzzFiles[name].Data)), n, "tsize")
+		default:
+			t.Fatalf("OACK %q acknowledges unknown option %s", oack, k)
+		}
+	}
+}
+
 // FuzzServer sends arbitrary datagrams to a live server on loopback. The
 // server must not panic, must never answer anything but a request, and must
 // send data (DATA or OACK) only for a valid read request of a file it has;
@@ -65,6 +104,8 @@ func FuzzServer(f *testing.F) {
 		[]byte("\x00\x04\x00\x01"),
 		[]byte("\x00\x05\x00\x01oops\x00"),
 		[]byte("\x00\x06blksize\x00512\x00"),
+		[]byte("\x00\x01/undionly.kpxe\x00octet\x00BLKSIZE\x00100000\x00TSize\x000\x00timeout\x003\x00x\x00y\x00"),
+		[]byte("\x00\x01//ipxe/boot.ipxe\x00octet\x00blksize\x008\x00tsize\x00abc\x00"),
 		[]byte("\xff\xff"),
 		[]byte("\x00"),
 		{},
@@ -117,9 +158,16 @@ func FuzzServer(f *testing.F) {
 		require.True(t, isRequest, "answered non-request %q with %q", pkt, buf[:n])
 		require.GreaterOrEqual(t, n, 4, "short reply %q", buf[:n])
 		switch op := binary.BigEndian.Uint16(buf); op {
-		case 5: // ERROR
+		case 5: // ERROR: an RFC 1350/2347 code
+			require.LessOrEqual(t, binary.BigEndian.Uint16(buf[2:]), uint16(8), "error code in %q", buf[:n])
+			if binary.BigEndian.Uint16(pkt) == 2 {
+				require.Equal(t, uint16(codeAccessViolation), binary.BigEndian.Uint16(buf[2:]), "a write is an access violation")
+			}
 		case 3, 6: // DATA, OACK
 			require.True(t, wantsData(pkt), "sent data (opcode %d) for %q", op, pkt)
+			if op == 6 {
+				checkOACK(t, pkt, buf[2:n])
+			}
 		default:
 			t.Fatalf("reply with opcode %d to %q", op, pkt)
 		}

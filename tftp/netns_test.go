@@ -215,7 +215,8 @@ func TestRefused(t *testing.T) {
 	curlCases := []struct{ url, msg string }{
 		{"tftp://" + srv + "/../etc/passwd", "TFTP error: access violation: unsafe path"},
 		{"tftp://" + srv + "/a/../../etc/passwd", "TFTP error: access violation: unsafe path"},
-		{"tftp://" + srv + "//etc/passwd", "TFTP error: access violation: unsafe path"},
+		{"tftp://" + srv + "//etc/passwd", "TFTP error: file not found"}, // the tree's etc/passwd
+		{"tftp://" + srv + "//../etc/passwd", "TFTP error: access violation: unsafe path"},
 		{"tftp://" + srv + "/escape", "TFTP error: file not found"},
 		{"tftp://" + srv + "/missing", "TFTP error: file not found"},
 	}
@@ -226,10 +227,14 @@ func TestRefused(t *testing.T) {
 		assert.Contains(t, text, c.msg, c.url)
 		assert.NoFileExists(t, out)
 	}
-	for _, name := range []string{"../etc/passwd", "/etc/passwd"} {
+	for name, msg := range map[string]string{
+		"../etc/passwd":  "error received from server <access violation: unsafe path>",
+		"/../etc/passwd": "error received from server <access violation: unsafe path>",
+		"/etc/passwd":    "error received from server <file not found>", // the tree's etc/passwd, as tftp-hpa -s
+	} {
 		text, err := l.run(t, time.Minute, "atftp", "-g", "-r", name, "-l", filepath.Join(t.TempDir(), "out"), srv, "69")
 		assert.Error(t, err, text)
-		assert.Contains(t, text, "error received from server <access violation: unsafe path>", name)
+		assert.Contains(t, text, msg, name)
 	}
 
 	// A NUL cannot go through curl (it refuses %00) or atftp: send raw
@@ -268,7 +273,7 @@ func TestRefused(t *testing.T) {
 	assert.Contains(t, logs, `msg="tftp: refused write request"`)
 	assert.Equal(t, 2.0, metricValue(t, l.metrics.requests.WithLabelValues(ResultWriteRefused)))
 	assert.Equal(t, 9.0, metricValue(t, l.metrics.requests.WithLabelValues(ResultRefused)))
-	assert.Equal(t, 2.0, metricValue(t, l.metrics.requests.WithLabelValues(ResultNotFound)))
+	assert.Equal(t, 4.0, metricValue(t, l.metrics.requests.WithLabelValues(ResultNotFound)))
 	assert.Equal(t, 0.0, metricValue(t, l.metrics.requests.WithLabelValues(ResultOK)))
 }
 

@@ -21,9 +21,15 @@ const MaxPathLen = 512
 // CleanPath validates a file name taken from a TFTP read request and returns
 // it as an [fs.ValidPath] name relative to the served tree.
 //
-// It refuses (with an error wrapping [ErrUnsafePath]) empty names, absolute
-// names ("/etc/passwd", "\\x", "C:x"), any ".." element, NUL and other control
-// bytes, backslashes, invalid UTF-8 and names longer than [MaxPathLen].
+// Leading slashes name the root of the served tree, as they do for tftp-hpa
+// run with -s (it chroots to its directory) and for dnsmasq's tftp-root:
+// "/warewulf/ipxe-snponly-x86_64.efi" and "//x" are served as
+// "warewulf/ipxe-snponly-x86_64.efi" and "x". Warewulf's own DHCP templates
+// hand out boot file names of that form.
+//
+// It refuses (with an error wrapping [ErrUnsafePath]) empty names (also "/"),
+// any ".." element, NUL and other control bytes, backslashes ("\\x"),
+// drive letters ("C:x"), invalid UTF-8 and names longer than [MaxPathLen].
 // Redundant "." elements and repeated slashes are cleaned away. The check is
 // purely lexical: the [fs.FS] that opens the result must itself keep
 // symbolic links inside the tree (os.Root does; os.DirFS does not).
@@ -38,11 +44,14 @@ func CleanPath(name string) (string, error) {
 		return bad(fmt.Sprintf("longer than %d bytes", MaxPathLen))
 	case !utf8.ValidString(name):
 		return bad("not valid UTF-8")
-	case strings.HasPrefix(name, "/"):
-		return bad("absolute path")
 	case strings.ContainsRune(name, '\\'):
 		return bad("backslash in name")
-	case len(name) >= 2 && name[1] == ':':
+	}
+	rel := strings.TrimLeft(name, "/")
+	switch {
+	case rel == "":
+		return bad("names the root, not a file")
+	case len(rel) >= 2 && rel[1] == ':':
 		return bad("drive-letter path")
 	}
 	for _, r := range name {
@@ -58,7 +67,7 @@ func CleanPath(name string) (string, error) {
 			return bad("'..' element")
 		}
 	}
-	clean := path.Clean(name)
+	clean := path.Clean(rel)
 	if clean == "." || !fs.ValidPath(clean) {
 		return bad("not a file name")
 	}

@@ -37,17 +37,21 @@ const (
 // ErrServerClosed is returned by Serve and ListenAndServe after Shutdown.
 var ErrServerClosed = errors.New("tftp: server closed")
 
-// Errors sent to clients in the TFTP ERROR packet. pin/tftp always sends
-// error code 1, so the message is what tells the client why.
+// Errors sent to clients in the TFTP ERROR packet, with their RFC 1350
+// error code (see sendError; pin/tftp alone would send code 1 for all).
 var (
-	errNotFound    = errors.New("file not found")
-	errUnsafePath  = errors.New("access violation: unsafe path")
-	errBadMode     = errors.New("illegal TFTP operation: transfer mode must be octet or netascii")
-	errReadOnly    = errors.New("access violation: read-only server")
-	errBusy        = errors.New("server busy, try again later")
-	errShutdown    = errors.New("server shutting down")
-	errUnreadable  = errors.New("file unreadable")
-	errNotRegular  = errors.New("file not found: not a regular file")
+	errNotFound   = &codedError{codeNotFound, "file not found"}
+	errUnsafePath = &codedError{codeAccessViolation, "access violation: unsafe path"}
+	errBadMode    = &codedError{codeIllegalOp, "illegal TFTP operation: transfer mode must be octet or netascii"}
+	errReadOnly   = &codedError{codeAccessViolation, "access violation: read-only server"}
+	errBusy       = &codedError{codeNotDefined, "server busy, try again later"}
+	errShutdown   = &codedError{codeNotDefined, "server shutting down"}
+	errUnreadable = &codedError{codeNotDefined, "file unreadable"}
+	errNotRegular = &codedError{codeNotFound, "file not found: not a regular file"}
+)
+
+// Errors returned to callers.
+var (
 	errNoFS        = errors.New("tftp: Server.FS is nil: set it to the tree to serve (for example tftp.OpenBootFS)")
 	errNotUDPConn  = errors.New("tftp: Serve needs a *net.UDPConn (for example from tftp.ListenPacket)")
 	errModeUnknown = errors.New("mode not visible")
@@ -214,8 +218,8 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 
 	l := &listener{abort: make(chan struct{})}
 	l.ps = ptftp.NewServer(
-		func(name string, rf io.ReaderFrom) error { return s.read(ctx, l, name, rf) },
-		s.write,
+		func(name string, rf io.ReaderFrom) error { return replyError(rf, s.read(ctx, l, name, rf)) },
+		func(name string, wt io.WriterTo) error { return replyError(wt, s.write(name, wt)) },
 	)
 	l.ps.SetTimeout(s.timeout())
 	l.ps.SetRetries(s.retries())
@@ -321,6 +325,7 @@ func (s *Server) read(ctx context.Context, l *listener, filename string, rf io.R
 		}
 	}
 	log := s.logger().With("remote", req.Remote.String(), "file", filename)
+	negotiate(rf)
 
 	rawMode, err := transferMode(rf)
 	if err == nil {
@@ -403,6 +408,16 @@ func (s *Server) read(ctx context.Context, l *listener, filename string, rf io.R
 	log.Info("tftp: sent", "bytes", n, "duration", time.Since(start).Round(time.Millisecond).String())
 	s.Metrics.request(ResultOK)
 	return nil
+}
+
+// replyError sends a handler's error to the client with its RFC 1350 code
+// before pin/tftp would send it as code 1, and returns err for pin/tftp,
+// which then sends nothing more.
+func replyError(transfer any, err error) error {
+	if err != nil {
+		sendError(transfer, err)
+	}
+	return err
 }
 
 // write is pin/tftp's write handler: every write is refused.

@@ -187,6 +187,15 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			binaries[ipxe.TFTPName(fw)] = p
 		}
 	}
+	// Warewulf's DHCP template hands out "/warewulf/" and the base name of
+	// its iPXE binary for the architecture (its defaults: undionly.kpxe,
+	// ipxe-snponly-x86_64.efi, arm64-efi/snponly.efi); serve the same
+	// binaries under those names for sites whose DHCP server keeps it.
+	for fw, name := range map[ipxe.Firmware]string{ipxe.BIOS: "undionly.kpxe", ipxe.EFIX8664: "ipxe-snponly-x86_64.efi", ipxe.EFIARM64: "snponly.efi"} {
+		if p, ok := binaries[ipxe.TFTPName(fw)]; ok {
+			binaries["warewulf/"+name] = p
+		}
+	}
 	if len(binaries) == 0 {
 		a.log.Warn("no iPXE binaries found (install Debian's ipxe package, or put them in ROOT/tftp); PXE firmware cannot boot", "dirs", ipxe.DefaultDirs())
 	}
@@ -212,6 +221,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			Start: start, End: end, Netmask: mask,
 			LeaseFile: a.path("dhcp.leases"),
 			Reserver:  provision.DHCPHosts(inv).(dhcp.Reserver),
+			Logger:    a.log, // damaged lease lines are dropped with a warning
 		})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
