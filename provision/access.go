@@ -1,0 +1,128 @@
+package provision
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/wwboot/wwboot/overlay"
+)
+
+// Admin says who may read the server's listings (/status, /metrics): what
+// names the nodes, their MACs, addresses and clients, which an attacker on
+// the provisioning network could use to ask for another node's files.
+// Nodes never need them; each node only asks for its own routes.
+//
+// A request is allowed when it comes from a loopback address (the server
+// itself: an attacker on the network cannot send from 127.0.0.0/8 or ::1,
+// the kernel drops such packets as martians), from one of Nets, or carries
+// "Authorization: Bearer TOKEN" with TOKEN equal to Token. The zero value
+// allows loopback only.
+type Admin struct {
+	// Nets are the admin networks whose addresses may read the listings
+	// (wwboot.conf: admin networks). IPv4-mapped IPv6 clients match their
+	// IPv4 address.
+	Nets []netip.Prefix
+	// Token, when not empty, lets any client that sends it as a bearer
+	// token read the listings (wwboot keeps it in ROOT/admin.token). It
+	// crosses the network in clear text over plain HTTP.
+	Token string
+}
+
+// allowed reports whether r may read the listings.
+func (a Admin) allowed(r *http.Request) bool {
+	if ap := remoteAddr(r); ap.IsValid() {
+		addr := ap.Addr()
+		if addr.IsLoopback() {
+			return true
+		}
+		for _, p := range a.Nets {
+			if p.Contains(addr) {
+				return true
+			}
+		}
+	}
+	if a.Token == "" {
+		return false
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(a.Token)) == 1
+}
+
+// adminOnly wraps a listing: callers that Admin does not allow get 403 and
+// no byte of the listing.
+func (h *Handler) adminOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.opts.Admin.allowed(r) {
+			h.metrics.refused.WithLabelValues(RefusedAdmin).Inc()
+			h.log.Debug("refused a listing", "path", r.URL.Path, "client", r.RemoteAddr)
+			http.Error(w, r.URL.Path+" is for the server's administrators: ask from the server itself (loopback), "+
+				"from an admin network, or with the admin bearer token", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ErrSystemSecret is the error (wrapped) of a system overlay that carries a
+// private file; see privateFiles.
+var ErrSystemSecret = errors.New("a system overlay carries private files")
+
+// privateFiles lists the regular files of a that are not readable by
+// everyone (no "other" read bit: SSH private host keys are 0600, a munge key
+// 0400, /etc/shadow 0640). The system overlay goes to anyone who asks (iPXE
+// fetches it from an unprivileged port, with no check a node could pass),
+// so a private file must come in the runtime overlay, which only the node
+// itself gets. The mode is the rule because it is what the template's author
+// declared about the file, whatever the template calls (SSHHostKey, Include
+// of a key file, a literal key).
+func privateFiles(a *overlay.Archive) []string {
+	var out []string
+	for _, e := range a.Entries() {
+		if e.Mode.Type() == 0 && e.Mode&0o004 == 0 {
+			out = append(out, e.Path)
+		}
+	}
+	return out
+}
+
+// secretCheck remembers privateFiles per system overlay archive (by ETag),
+// since the renderer hands out the same archive until it changes.
+type secretCheck struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+// maxSecretChecks bounds secretCheck's memory: one entry per node is enough.
+const maxSecretChecks = 1 << 16
+
+func (c *secretCheck) private(a *overlay.Archive) []string {
+	tag := a.ETag()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if files, ok := c.m[tag]; ok {
+		return files
+	}
+	files := privateFiles(a)
+	if c.m == nil || len(c.m) >= maxSecretChecks {
+		c.m = map[string][]string{}
+	}
+	c.m[tag] = files
+	return files
+}
+
+// systemSecretError explains a refused system overlay to the administrator.
+func systemSecretError(node string, files []string) error {
+	shown := files
+	if len(shown) > 5 {
+		shown = shown[:5]
+	}
+	return fmt.Errorf("%w: node %s: %s (mode without read for others): the system overlay goes to anyone on the "+
+		"provisioning network who asks; put the overlay that makes them in the runtime overlays (wwboot profile set "+
+		"PROFILE --runtime-overlays ...), which only the node gets, or make them readable by all if they are not secret",
+		ErrSystemSecret, node, strings.Join(shown, ", "))
+}
