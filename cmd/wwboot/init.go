@@ -17,13 +17,21 @@ import (
 // its own tool reads, so the image decides which one takes effect; NICs are
 // named by MAC both ways (udev rules and systemd .link files), and the node
 // agent (wwclient) keeps the runtime overlay current.
+//
+// Unlike Warewulf's, ssh.host_keys is a runtime overlay: the system overlay
+// goes to anyone on the provisioning network who asks (iPXE fetches it with
+// no check a node could pass), the runtime overlay only to the node itself
+// (privileged port, its address, asset key), and the wwclient overlay's
+// wwboot-agent-sync unit puts it in place before sshd starts. machine-id
+// stays a system overlay: systemd reads it before any unit runs, and it is
+// an identifier, not a credential.
 func defaultProfile() *nodedb.Record {
 	return &nodedb.Record{
 		Comment: "Every node gets this profile unless it names others",
 		Ipxe:    "default",
 		SystemOverlay: []string{"wwinit", "wwclient", "hostname", "machine-id", "udev.netname", "systemd.netname",
-			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
-		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
+			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv"},
+		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys", "ssh.host_keys"},
 		// panic=10: a node whose kernel panics reboots after 10 s (and so
 		// boots again from wwboot) instead of hanging with the message.
 		Kernel: &nodedb.Kernel{Args: []string{"quiet", "panic=10"}},
