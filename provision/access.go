@@ -72,23 +72,13 @@ func (h *Handler) adminOnly(next http.Handler) http.Handler {
 // private file; see privateFiles.
 var ErrSystemSecret = errors.New("a system overlay carries private files")
 
-// privateFiles lists the regular files of a that are not readable by
-// everyone (no "other" read bit: SSH private host keys are 0600, a munge key
-// 0400, /etc/shadow 0640). The system overlay goes to anyone who asks (iPXE
-// fetches it from an unprivileged port, with no check a node could pass),
-// so a private file must come in the runtime overlay, which only the node
-// itself gets. The mode is the rule because it is what the template's author
-// declared about the file, whatever the template calls (SSHHostKey, Include
-// of a key file, a literal key).
-func privateFiles(a *overlay.Archive) []string {
-	var out []string
-	for _, e := range a.Entries() {
-		if e.Mode.Type() == 0 && e.Mode&0o004 == 0 {
-			out = append(out, e.Path)
-		}
-	}
-	return out
-}
+// privateFiles lists the files of a that are secrets of the node
+// (overlay.Archive.Private: private keys, files read by Include into a file
+// others may not read, static files others may not read). The system
+// overlay goes to anyone who asks (iPXE fetches it from an unprivileged
+// port, with no check a node could pass), so such a file must come in the
+// runtime overlay, which only the node itself gets.
+func privateFiles(a *overlay.Archive) []string { return a.Private() }
 
 // secretCheck remembers privateFiles per system overlay archive (by ETag),
 // since the renderer hands out the same archive until it changes.
@@ -121,7 +111,7 @@ func systemSecretError(node string, files []string) error {
 	if len(shown) > 5 {
 		shown = shown[:5]
 	}
-	return fmt.Errorf("%w: node %s: %s (mode without read for others): the system overlay goes to anyone on the "+
+	return fmt.Errorf("%w: node %s: %s (a private key, or a file others may not read): the system overlay goes to anyone on the "+
 		"provisioning network who asks; put the overlay that makes them in the runtime overlays (wwboot profile set "+
 		"PROFILE --runtime-overlays ...), which only the node gets, or make them readable by all if they are not secret",
 		ErrSystemSecret, node, strings.Join(shown, ", "))

@@ -43,7 +43,7 @@ func defaultProfile() *nodedb.Record {
 func newInitCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
-		Short: "Create the state directory: wwboot.conf, nodes.conf with a default profile, overlays/, images/, tftp/",
+		Short: "Create the state directory: wwboot.conf, nodes.conf with a default profile, admin.token, overlays/, images/, tftp/",
 		Long: "Creates what is missing under --root and leaves everything that exists alone,\n" +
 			"so running it again changes nothing.",
 		Args: cobra.NoArgs,
@@ -55,6 +55,11 @@ func newInitCmd(a *app) *cobra.Command {
 			}
 			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
 				return err
+			}
+			if made, err := createAdminToken(a.path(adminTokenFile)); err != nil {
+				return fmt.Errorf("init: %w", err)
+			} else if made {
+				fmt.Fprintf(a.stdout, "created %s (the bearer token for /status and /metrics from other machines)\n", a.path(adminTokenFile))
 			}
 			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
 			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)
