@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -17,9 +18,10 @@ import (
 // the provisioning network could use to ask for another node's files.
 // Nodes never need them; each node only asks for its own routes.
 //
-// A request is allowed when it comes from a loopback address (the server
-// itself: an attacker on the network cannot send from 127.0.0.0/8 or ::1,
-// the kernel drops such packets as martians), from one of Nets, or carries
+// A request is allowed when it comes from the server itself (a loopback
+// address, or the very address it arrived on: an attacker on the network
+// cannot open a TCP connection from either, the kernel drops such packets
+// as martians and the answers never leave the host), from one of Nets, or carries
 // "Authorization: Bearer TOKEN" with TOKEN equal to Token. The zero value
 // allows loopback only.
 type Admin struct {
@@ -37,7 +39,7 @@ type Admin struct {
 func (a Admin) allowed(r *http.Request) bool {
 	if ap := remoteAddr(r); ap.IsValid() {
 		addr := ap.Addr()
-		if addr.IsLoopback() {
+		if addr.IsLoopback() || addr == localAddr(r) {
 			return true
 		}
 		for _, p := range a.Nets {
@@ -51,6 +53,20 @@ func (a Admin) allowed(r *http.Request) bool {
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(a.Token)) == 1
+}
+
+// localAddr is the server's address the request arrived on (invalid when
+// unknown). A connection whose two ends have the same address comes from
+// the server itself: Linux drops a packet from outside that claims one of
+// its own addresses as source (net.ipv4.conf.*.accept_local is 0 by
+// default), and the answer to a spoofed SYN would never leave the host.
+func localAddr(r *http.Request) netip.Addr {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && la != nil {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			return ap.Addr().Unmap()
+		}
+	}
+	return netip.Addr{}
 }
 
 // adminOnly wraps a listing: callers that Admin does not allow get 403 and

@@ -197,10 +197,13 @@ func TestListingsAdminOnly(t *testing.T) {
 			assert.Contains(t, body2, "wwboot_http_refused_total")
 		}
 	}
-	// Loopback on the server itself is always allowed.
-	code, body := do(client(srvNS, ""), "http://127.0.0.1:9873/status", "")
-	assert.Equal(t, http.StatusOK, code)
-	assert.Contains(t, body, nodeMAC)
-	_, body = do(client(srvNS, ""), "http://127.0.0.1:9873/metrics", "")
+	// The server itself is always allowed: loopback, or its own address
+	// (wwboot status --server http://SERVER-IP:9873 on the server).
+	for _, u := range []string{"http://127.0.0.1:9873/status", srvURL + "/status"} {
+		code, body := do(client(srvNS, ""), u, "")
+		assert.Equal(t, http.StatusOK, code, u)
+		assert.Contains(t, body, nodeMAC, u)
+	}
+	_, body := do(client(srvNS, ""), "http://127.0.0.1:9873/metrics", "")
 	assert.Contains(t, body, `wwboot_http_refused_total{reason="admin"} 8`+"\n")
 }
