@@ -207,3 +207,46 @@ func TestListingsAdminOnly(t *testing.T) {
 	_, body := do(client(srvNS, ""), "http://127.0.0.1:9873/metrics", "")
 	assert.Contains(t, body, `wwboot_http_refused_total{reason="admin"} 8`+"\n")
 }
+
+// FuzzAdminHeader feeds hostile Authorization headers to /status from an
+// address that is neither loopback nor an admin network: only the exact
+// bearer token opens it, and a refusal never carries the listing.
+func FuzzAdminHeader(f *testing.F) {
+	const token = "0123456789abcdef0123456789abcdef"
+	l := newLab(f)
+	opts := l.options(f)
+	opts.Admin = provision.Admin{Nets: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}, Token: token}
+	h, err := provision.NewHandler(opts)
+	require.NoError(f, err)
+	// A node asks first, so the listing has something to leak.
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ipxe/"+mac1, nil))
+	require.Equal(f, http.StatusOK, w.Code)
+	for _, s := range []string{"", "Bearer " + token, "Bearer " + token[:31], "bearer " + token, "Bearer  " + token + " ",
+		"Basic " + token, "Bearer " + token + token, "Bearer \x00" + token} {
+		f.Add(s, "192.168.7.7:4000")
+		f.Add(s, "[::ffff:10.9.1.1]:4000")
+		f.Add(s, "[fe80::1]:4000")
+	}
+	f.Fuzz(func(t *testing.T, auth, remote string) {
+		req := httptest.NewRequest(http.MethodGet, "/status", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("Authorization", auth)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		body := w.Body.String()
+		tok, isBearer := strings.CutPrefix(auth, "Bearer ")
+		byToken := isBearer && strings.TrimSpace(tok) == token
+		ap, err := netip.ParseAddrPort(remote)
+		byAddr := err == nil && (ap.Addr().Unmap().IsLoopback() || netip.MustParsePrefix("10.9.0.0/16").Contains(ap.Addr().Unmap()))
+		if w.Code == http.StatusOK && !byToken && !byAddr {
+			t.Fatalf("auth %q from %q opened /status", auth, remote)
+		}
+		if w.Code != http.StatusOK && strings.Contains(body, mac1) {
+			t.Fatalf("auth %q from %q: a refusal carries the listing", auth, remote)
+		}
+		if (byToken || byAddr) && w.Code != http.StatusOK {
+			t.Fatalf("auth %q from %q: refused (%d)", auth, remote, w.Code)
+		}
+	})
+}
