@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/wwboot/wwboot/overlay"
 )
@@ -95,31 +94,6 @@ var ErrSystemSecret = errors.New("a system overlay carries private files")
 // port, with no check a node could pass), so such a file must come in the
 // runtime overlay, which only the node itself gets.
 func privateFiles(a *overlay.Archive) []string { return a.Private() }
-
-// secretCheck remembers privateFiles per system overlay archive (by ETag),
-// since the renderer hands out the same archive until it changes.
-type secretCheck struct {
-	mu sync.Mutex
-	m  map[string][]string
-}
-
-// maxSecretChecks bounds secretCheck's memory: one entry per node is enough.
-const maxSecretChecks = 1 << 16
-
-func (c *secretCheck) private(a *overlay.Archive) []string {
-	tag := a.ETag()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if files, ok := c.m[tag]; ok {
-		return files
-	}
-	files := privateFiles(a)
-	if c.m == nil || len(c.m) >= maxSecretChecks {
-		c.m = map[string][]string{}
-	}
-	c.m[tag] = files
-	return files
-}
 
 // systemSecretError explains a refused system overlay to the administrator.
 func systemSecretError(node string, files []string) error {

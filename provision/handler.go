@@ -123,7 +123,6 @@ type Handler struct {
 	registry *prometheus.Registry
 	status   *tracker
 	changes  *changes
-	secrets  secretCheck
 
 	baseHost, basePort string // from Options.BaseURL
 
@@ -747,7 +746,8 @@ func (h *Handler) serveOverlay(w *recorder, r *http.Request, db *nodedb.DB, node
 		return
 	}
 	if kind == overlay.System && !h.opts.SystemSecrets {
-		if files := h.secrets.private(a); len(files) > 0 {
+		// A walk of the archive's records, no I/O: cheaper than a cache.
+		if files := privateFiles(a); len(files) > 0 {
 			err := systemSecretError(node.ID, files)
 			h.log.Error("refused a system overlay with private files", "node", node.ID, "client", r.RemoteAddr, "err", err)
 			h.metrics.refused.WithLabelValues(RefusedSystemSecret).Inc()
