@@ -57,3 +57,23 @@ func TestArchivePrivate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, a.Private())
 }
+
+// BenchmarkArchivePrivate is the cost the server adds to every system
+// overlay request (the check walks the records, no I/O).
+func BenchmarkArchivePrivate(b *testing.B) {
+	db := testDB(b, testConfig(1))
+	n, err := db.Node("n00001")
+	require.NoError(b, err)
+	r := newTestRenderer(b, func(o *Options) {
+		o.DefaultSystem = []string{"wwinit", "hostname", "machine-id", "udev.netname", "systemd.netname",
+			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv"}
+	})
+	a, err := r.Render(context.Background(), db, n, System)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(a.Private()) != 0 {
+			b.Fatal("private files")
+		}
+	}
+}
