@@ -12,6 +12,8 @@ type deps struct {
 	external  bool // calls a function that reads server files
 	hostKeys  bool // calls SSHHostKey/SSHHostPubKey
 	machineID bool // calls MachineID
+	privKey   bool // calls SSHHostKey (a private key)
+	reads     bool // calls Include, IncludeBlock or IncludeFrom (a file that may be a secret)
 }
 
 // nodeFuncs are functions whose result depends on the node being rendered.
@@ -123,6 +125,12 @@ func walk(d *deps, n parse.Node, root bool) {
 		}
 		if isExternalFunc(n.Ident) {
 			d.external = true
+		}
+		switch n.Ident {
+		case "SSHHostKey":
+			d.privKey = true
+		case "Include", "IncludeBlock", "IncludeFrom":
+			d.reads = true
 		}
 	}
 }

@@ -35,6 +35,8 @@ type record struct {
 	gid   int
 	mtime int64
 	data  []byte // file contents or symlink target
+	// private: the file is a secret of the node (see Archive.Private).
+	private bool
 }
 
 // unixPerm converts permission and special bits of an fs.FileMode.

@@ -314,7 +314,8 @@ func (r *Renderer) buildLayout(key string, names []string, ovs []*Overlay) (*lay
 		case f.Mode.IsDir():
 			dirs = append(dirs, &record{path: p, mode: sIFDIR | unixPerm(f.Mode), uid: f.UID, gid: f.GID, mtime: f.MTime.Unix()})
 		case f.Mode&0o170000000 == 0 && f.Mode.IsRegular():
-			files = append(files, &record{path: p, mode: sIFREG | unixPerm(f.Mode), uid: f.UID, gid: f.GID, mtime: f.MTime.Unix(), data: f.Data})
+			files = append(files, &record{path: p, mode: sIFREG | unixPerm(f.Mode), uid: f.UID, gid: f.GID, mtime: f.MTime.Unix(), data: f.Data,
+				private: f.Mode&0o004 == 0 || hasPrivateKey(f.Data)})
 		default: // symlink
 			files = append(files, &record{path: p, mode: sIFLNK | 0o777, uid: f.UID, gid: f.GID, mtime: f.MTime.Unix(), data: []byte(f.Target)})
 		}
@@ -640,6 +641,7 @@ func (r *Renderer) execAll(refs []tmplRef, data *TemplateData, node string) ([]l
 				rec.mode, rec.data = sIFLNK|0o777, []byte(out.link)
 			} else {
 				rec.mode, rec.data = sIFREG|unixPerm(ref.f.Mode), out.data
+				rec.private = privateOutput(ref.f, out.data)
 			}
 			if i, ok := index[out.path]; ok {
 				outs[i] = layered{ref.layer, rec, ref.f.Path}

@@ -45,11 +45,24 @@ func TestWWClientDeliversTheAgent(t *testing.T) {
 	link := m["etc/systemd/system/multi-user.target.wants/wwboot-agent.service"]
 	assert.Equal(t, uint64(cpio.S_IFLNK), link.mode&cpio.S_IFMT)
 	assert.Equal(t, "../wwboot-agent.service", link.data)
+	// The first sync, before sshd: the node's host keys come only in the
+	// runtime overlay (issue 11 item 1).
+	sync := m["etc/systemd/system/wwboot-agent-sync.service"].data
+	assert.Contains(t, sync, "Type=oneshot")
+	assert.Contains(t, sync, "ExecStart=/usr/sbin/wwboot-agent once -retry-for 2m")
+	assert.Regexp(t, `(?m)^Before=.*\bssh\.service\b.*\bsshd\.service\b.*\bwwboot-agent\.service\b`, sync)
+	assert.Contains(t, sync, "After=network-online.target")
+	link = m["etc/systemd/system/multi-user.target.wants/wwboot-agent-sync.service"]
+	assert.Equal(t, uint64(cpio.S_IFLNK), link.mode&cpio.S_IFMT)
+	assert.Equal(t, "../wwboot-agent-sync.service", link.data)
 	if sa, err := exec.LookPath("systemd-analyze"); err == nil {
 		dir := t.TempDir()
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "wwboot-agent.service"), []byte(unit), 0o644))
-		out, err := exec.Command(sa, "verify", "--man=no", filepath.Join(dir, "wwboot-agent.service")).CombinedOutput()
-		assert.NotContains(t, string(out), "Unknown key", "%s %v", out, err)
+		for name, text := range map[string]string{"wwboot-agent.service": unit, "wwboot-agent-sync.service": sync} {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644))
+			out, err := exec.Command(sa, "verify", "--man=no", filepath.Join(dir, name)).CombinedOutput()
+			assert.NotContains(t, string(out), "Unknown key", "%s %v", out, err)
+			assert.NotContains(t, string(out), "Unknown section", "%s %v", out, err)
+		}
 	}
 
 	// node.conf names the server's URL and every MAC of the node.

@@ -9,13 +9,13 @@
 //	GET /ipxe/{mac}              the node's iPXE script (the unknown-node script for a MAC not in the inventory)
 //	GET /kernel/{mac}            the kernel of the node's image
 //	GET /image/{mac}             the node's image (compressed newc cpio)
-//	GET /overlay/system/{mac}    the node's system overlay archive
+//	GET /overlay/system/{mac}    the node's system overlay archive (refused if it carries a secret, see below)
 //	GET /overlay/runtime/{mac}   the node's runtime overlay archive (secured, see below; long-poll with ?wait=)
 //	POST /agent/{mac}            the node agent's heartbeat or report, JSON (secured like the runtime overlay)
 //	GET /boot/{file}             iPXE binaries for UEFI HTTP Boot (Options.BootFS)
-//	GET /status                  per-node state (up, booting, down, failed) and why, JSON
+//	GET /status                  per-node state (up, booting, down, failed) and why, JSON (administrators only)
 //	GET /healthz                 "ok"
-//	GET /metrics                 Prometheus metrics of Options.Registry
+//	GET /metrics                 Prometheus metrics of Options.Registry (administrators only)
 //
 // and Warewulf's paths, so Warewulf iPXE templates work unchanged:
 // /provision/{mac}?stage=ipxe|kernel|image|container|system|runtime,
@@ -43,6 +43,21 @@
 // Options.InsecurePorts turns this check off), from one of the node's
 // configured addresses (Options.AnySourceAddr turns this off), and carry the
 // node's asset key when it has one. Refusals are 403 and counted.
+//
+// The system overlay goes to anyone who asks for a node's MAC (iPXE fetches
+// it from an unprivileged port, so no check a node could pass applies), so it
+// must carry no secret: an archive with private files
+// (overlay.Archive.Private: private keys, included files others may not
+// read) is refused with 500 and ErrSystemSecret's explanation, unless
+// Options.SystemSecrets accepts Warewulf's exposure.
+//
+// # The listings
+//
+// /status and /metrics name nodes, MACs and addresses, which would tell an
+// attacker which node files to ask for; nodes never need them. They answer
+// only the server itself (loopback, or a connection from the address it
+// arrived on), Options.Admin's networks, and its bearer token; everyone else
+// gets 403.
 //
 // Every request for a node's files (not its iPXE script) must carry the node's
 // asset key, when the node has one, as ?assetkey=KEY, which is how Warewulf's

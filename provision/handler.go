@@ -62,6 +62,15 @@ type Options struct {
 	// configured addresses.
 	AnySourceAddr bool
 
+	// Admin says who may read /status and /metrics; the zero value allows
+	// loopback only.
+	Admin Admin
+	// SystemSecrets serves a system overlay that carries private files
+	// (see ErrSystemSecret) though anyone may fetch it, as Warewulf does
+	// with ssh.host_keys in its system overlay. Off by default: such an
+	// overlay is refused (500) with an error naming the files.
+	SystemSecrets bool
+
 	// RetryMax and RetryDelay (seconds) tune the default script's retry
 	// loop; 0 means package ipxe's defaults (5 tries, 5 s apart).
 	RetryMax, RetryDelay int
@@ -218,12 +227,12 @@ func (h *Handler) routes() {
 	}))
 	mux.Handle("POST /agent/{mac}", h.instrument(StageAgent, h.serveReport))
 	mux.Handle("GET /boot/{file...}", h.instrument(StageBoot, h.serveBoot))
-	mux.Handle("GET /status", h.instrument("status", h.serveStatus))
+	mux.Handle("GET /status", h.adminOnly(h.instrument("status", h.serveStatus)))
 	mux.Handle("GET /healthz", h.instrument("healthz", func(w *recorder, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry}))
+	mux.Handle("GET /metrics", h.adminOnly(promhttp.HandlerFor(h.registry, promhttp.HandlerOpts{Registry: h.registry})))
 	mux.Handle("GET /", h.instrument("other", func(w *recorder, r *http.Request) {
 		http.NotFound(w, r)
 	}))
@@ -735,6 +744,17 @@ func (h *Handler) serveOverlay(w *recorder, r *http.Request, db *nodedb.DB, node
 		}
 		http.Error(w, fmt.Sprintf("node %s: %s overlay: %v", node.ID, kind, err), code)
 		return
+	}
+	if kind == overlay.System && !h.opts.SystemSecrets {
+		// A walk of the archive's records, no I/O: cheaper than a cache.
+		if files := privateFiles(a); len(files) > 0 {
+			err := systemSecretError(node.ID, files)
+			h.log.Error("refused a system overlay with private files", "node", node.ID, "client", r.RemoteAddr, "err", err)
+			h.metrics.refused.WithLabelValues(RefusedSystemSecret).Inc()
+			// The node's console shows this; it names no secret.
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
 	hd := w.Header()
 	hd["Content-Type"] = []string{"application/octet-stream"}

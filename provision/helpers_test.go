@@ -45,8 +45,8 @@ type lab struct {
 
 func defaultProfile() *nodedb.Record {
 	return &nodedb.Record{
-		SystemOverlay:  []string{"wwinit", "hostname", "fstab", "resolv", "ssh.host_keys"},
-		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
+		SystemOverlay:  []string{"wwinit", "hostname", "fstab", "resolv"},
+		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys", "ssh.host_keys"},
 		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "crashkernel=no"}},
 		Init:           "/sbin/init",
 		Root:           "initramfs",

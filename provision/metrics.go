@@ -12,6 +12,12 @@ const (
 	RefusedPort     = "unprivileged_port" // source port 1024 or above (secure mode)
 	RefusedAddress  = "address"           // source address is not one of the node's
 	RefusedAssetKey = "asset_key"         // missing or wrong asset key
+	// RefusedAdmin: a listing (/status, /metrics) asked by a client that
+	// Options.Admin does not allow.
+	RefusedAdmin = "admin"
+	// RefusedSystemSecret: a system overlay that carries private files
+	// (ErrSystemSecret), refused to everyone.
+	RefusedSystemSecret = "system_secret"
 )
 
 // metrics are the handler's Prometheus metrics.
@@ -45,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wwboot_http_refused_total",
-			Help: "Node files refused: unprivileged_port (secure mode), address (not the node's), asset_key.",
+			Help: "Requests refused: unprivileged_port (secure mode), address (not the node's), asset_key, admin (a listing for a client not allowed), system_secret (a system overlay with private files).",
 		}, []string{"reason"}),
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wwboot_http_unknown_node_total",
@@ -57,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, r := range []string{RefusedPort, RefusedAddress, RefusedAssetKey} {
+	for _, r := range []string{RefusedPort, RefusedAddress, RefusedAssetKey, RefusedAdmin, RefusedSystemSecret} {
 		m.refused.WithLabelValues(r)
 	}
 	return m, nil

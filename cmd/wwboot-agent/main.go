@@ -2,7 +2,7 @@
 // runtime overlay current and reports the node's state to the wwboot server.
 //
 //	wwboot-agent [flags] [run]            sync once, then long-poll for changes and send heartbeats
-//	wwboot-agent [flags] once             sync once and exit (0: applied or current)
+//	wwboot-agent [flags] once             sync once and exit (0: applied or current); -retry-for D keeps trying
 //	wwboot-agent [flags] report STATE REASON...
 //	                                      tell the server the node is up, booting or failed, and why
 //
@@ -67,8 +67,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		heartbeat = fs.Duration("heartbeat", agent.DefaultHeartbeat, "interval between heartbeats (negative: none)")
 		stage     = fs.String("stage", "", "with report: the boot stage (default: init for failed and booting, agent for up)")
 		tries     = fs.Int("tries", 5, "with report: attempts, 2 s apart")
-		anyPort   = fs.Bool("any-port", false, "connect from any source port (a server with secure: false); default: a privileged one")
-		verbose   = fs.Bool("v", false, "log every request")
+		retryFor  = fs.Duration("retry-for", 0, "with once: keep trying, 2 s apart, for up to this long (0: one attempt); "+
+			"the wwboot-agent-sync unit waits so for the node's host keys before sshd starts")
+		anyPort = fs.Bool("any-port", false, "connect from any source port (a server with secure: false); default: a privileged one")
+		verbose = fs.Bool("v", false, "log every request")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -120,11 +122,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if len(rest) > 0 {
 			return fmt.Errorf("once takes no arguments (got %q)", rest)
 		}
-		changed, err := a.Sync(ctx, 0)
-		if err == nil {
-			a.Log.Info("runtime overlay current", "applied", changed, "etag", a.ETag())
+		deadline := time.Now().Add(*retryFor)
+		for {
+			changed, err := a.Sync(ctx, 0)
+			if err == nil {
+				a.Log.Info("runtime overlay current", "applied", changed, "etag", a.ETag())
+				return nil
+			}
+			if ctx.Err() != nil || !time.Now().Add(2*time.Second).Before(deadline) {
+				return err
+			}
+			a.Log.Warn("runtime overlay not synced, trying again", "err", err, "until", deadline.Format(time.TimeOnly))
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(2 * time.Second):
+			}
 		}
-		return err
 	case "report":
 		if len(rest) < 1 {
 			return errors.New("report STATE REASON...: give a state (up, booting, failed)")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -114,4 +116,57 @@ func TestCommands(t *testing.T) {
 	assert.ErrorContains(t, err, "--url")
 	err = run(ctx, []string{"-url", "https://x", "-hwaddr", "52:54:00:00:00:01", "once"}, &stderr)
 	assert.ErrorContains(t, err, "http://HOST:PORT")
+}
+
+// TestOnceRetryFor is what the wwboot-agent-sync unit relies on to put the
+// node's SSH host keys in place before sshd starts: with -retry-for, once
+// keeps trying while the server is not there yet (the network still coming
+// up) and succeeds when it answers; without it, once fails at the first try.
+func TestOnceRetryFor(t *testing.T) {
+	ctx := context.Background()
+	cfg := &nodedb.Config{Nodes: map[string]*nodedb.Record{"n1": {
+		RuntimeOverlay: []string{"hosts"},
+		NetDevs:        map[string]*nodedb.NetDev{"default": {Hwaddr: "52:54:00:00:00:01", Ipaddr: "127.0.0.1"}},
+	}}}
+	store, err := nodedb.NewMemoryStore(cfg)
+	require.NoError(t, err)
+	ov, err := overlay.New(overlay.Options{KeyDir: t.TempDir()})
+	require.NoError(t, err)
+	h, err := provision.NewHandler(provision.Options{Inventory: store, Overlays: ov, InsecurePorts: true})
+	require.NoError(t, err)
+
+	// A port nothing listens on yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	require.NoError(t, os.Mkdir(root, 0o755))
+	args := []string{"-url", "http://" + addr, "-hwaddr", "52:54:00:00:00:01", "-any-port", "-root", root, "once"}
+	var stderr bytes.Buffer
+	start := time.Now()
+	require.Error(t, run(ctx, args, &stderr), "no server, no retry")
+	assert.Less(t, time.Since(start), 2*time.Second)
+
+	done := make(chan error, 1)
+	var stderr2 bytes.Buffer
+	go func() { done <- run(ctx, append(args, "-retry-for", "30s"), &stderr2) }()
+	time.Sleep(3 * time.Second)
+	ln, err = net.Listen("tcp", addr)
+	require.NoError(t, err)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	select {
+	case err := <-done:
+		require.NoError(t, err, stderr2.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("once -retry-for did not return")
+	}
+	assert.Contains(t, stderr2.String(), "trying again")
+	hosts, err := os.ReadFile(filepath.Join(root, "etc", "hosts"))
+	require.NoError(t, err)
+	assert.Contains(t, string(hosts), "n1")
 }

@@ -81,11 +81,13 @@ func TestIdentitySettings(t *testing.T) {
 	assert.Equal(t, string(pub), run1["root/.ssh/authorized_keys"], "root's keys from the configured file")
 	sys1 := archiveFiles(t, root, "n1", "system")
 	assert.Equal(t, "# Written by wwboot for n1.\nsearch lab.test\nnameserver 10.0.0.53\nnameserver 10.0.0.54\n", sys1["etc/resolv.conf"])
+	// Host keys come in the runtime overlay, which only the node gets.
 	for _, typ := range []string{"ed25519", "ecdsa", "rsa"} {
-		assert.Contains(t, sys1, "etc/ssh/ssh_host_"+typ+"_key", "every type by default")
+		assert.Contains(t, run1, "etc/ssh/ssh_host_"+typ+"_key", "every type by default")
+		assert.NotContains(t, sys1, "etc/ssh/ssh_host_"+typ+"_key", "not in the system overlay")
 	}
-	sys2 := archiveFiles(t, root, "n2", "system")
-	assert.NotEqual(t, sys1["etc/ssh/ssh_host_rsa_key"], sys2["etc/ssh/ssh_host_rsa_key"], "per node by default")
+	run2 := archiveFiles(t, root, "n2", "runtime")
+	assert.NotEqual(t, run1["etc/ssh/ssh_host_rsa_key"], run2["etc/ssh/ssh_host_rsa_key"], "per node by default")
 
 	// A Warewulf server's keys, imported and shared.
 	ww := t.TempDir()
@@ -97,12 +99,12 @@ func TestIdentitySettings(t *testing.T) {
 	assert.Contains(t, out2, "imported ed25519, rsa host keys")
 	assert.Contains(t, out2, "shared host keys: true")
 	appendConf("shared host keys: true\nssh key types: [ed25519, rsa]\n")
-	sys1, sys2 = archiveFiles(t, root, "n1", "system"), archiveFiles(t, root, "n2", "system")
+	run1, run2 = archiveFiles(t, root, "n1", "runtime"), archiveFiles(t, root, "n2", "runtime")
 	want, err := os.ReadFile(filepath.Join(ww, "ssh_host_rsa_key.pub"))
 	require.NoError(t, err)
-	assert.Equal(t, string(want), sys1["etc/ssh/ssh_host_rsa_key.pub"])
-	assert.Equal(t, sys1["etc/ssh/ssh_host_rsa_key"], sys2["etc/ssh/ssh_host_rsa_key"], "one set for all")
-	assert.NotContains(t, sys1, "etc/ssh/ssh_host_ecdsa_key", "only the configured types")
+	assert.Equal(t, string(want), run1["etc/ssh/ssh_host_rsa_key.pub"])
+	assert.Equal(t, run1["etc/ssh/ssh_host_rsa_key"], run2["etc/ssh/ssh_host_rsa_key"], "one set for all")
+	assert.NotContains(t, run1, "etc/ssh/ssh_host_ecdsa_key", "only the configured types")
 
 	// Bad settings name the key and what to do.
 	for text, msg := range map[string]string{

@@ -17,13 +17,21 @@ import (
 // its own tool reads, so the image decides which one takes effect; NICs are
 // named by MAC both ways (udev rules and systemd .link files), and the node
 // agent (wwclient) keeps the runtime overlay current.
+//
+// Unlike Warewulf's, ssh.host_keys is a runtime overlay: the system overlay
+// goes to anyone on the provisioning network who asks (iPXE fetches it with
+// no check a node could pass), the runtime overlay only to the node itself
+// (privileged port, its address, asset key), and the wwclient overlay's
+// wwboot-agent-sync unit puts it in place before sshd starts. machine-id
+// stays a system overlay: systemd reads it before any unit runs, and it is
+// an identifier, not a credential.
 func defaultProfile() *nodedb.Record {
 	return &nodedb.Record{
 		Comment: "Every node gets this profile unless it names others",
 		Ipxe:    "default",
 		SystemOverlay: []string{"wwinit", "wwclient", "hostname", "machine-id", "udev.netname", "systemd.netname",
-			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
-		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
+			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv"},
+		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys", "ssh.host_keys"},
 		// panic=10: a node whose kernel panics reboots after 10 s (and so
 		// boots again from wwboot) instead of hanging with the message.
 		Kernel: &nodedb.Kernel{Args: []string{"quiet", "panic=10"}},
@@ -35,7 +43,7 @@ func defaultProfile() *nodedb.Record {
 func newInitCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "init",
-		Short: "Create the state directory: wwboot.conf, nodes.conf with a default profile, overlays/, images/, tftp/",
+		Short: "Create the state directory: wwboot.conf, nodes.conf with a default profile, admin.token, overlays/, images/, tftp/",
 		Long: "Creates what is missing under --root and leaves everything that exists alone,\n" +
 			"so running it again changes nothing.",
 		Args: cobra.NoArgs,
@@ -47,6 +55,11 @@ func newInitCmd(a *app) *cobra.Command {
 			}
 			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
 				return err
+			}
+			if made, err := createAdminToken(a.path(adminTokenFile)); err != nil {
+				return fmt.Errorf("init: %w", err)
+			} else if made {
+				fmt.Fprintf(a.stdout, "created %s (the bearer token for /status and /metrics from other machines)\n", a.path(adminTokenFile))
 			}
 			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
 			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)

@@ -228,10 +228,15 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 		}
 		pools = append(pools, pool)
 	}
+	admin, err := cfg.admin(a.path(adminTokenFile))
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
 			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log,
+			Admin: admin, SystemSecrets: cfg.SystemSecrets,
 		},
 		Addr:                 addr,
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),

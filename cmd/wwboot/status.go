@@ -15,7 +15,7 @@ import (
 )
 
 func newStatusCmd(a *app) *cobra.Command {
-	var server, output string
+	var server, output, tokenFile string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -28,7 +28,10 @@ from its node agent's heartbeats and reports and from its boot requests,
   failed   the node reported a failure since it last began to boot (the reason says which)
 then the reason, the last stage, when the agent last reported and when the node last asked
 something; then the inventory's nodes not seen since the server started (down), and finally the
-MACs that asked but are not in the inventory. -o json gives every field.`,
+MACs that asked but are not in the inventory. -o json gives every field.
+
+The server answers only its administrators: the server itself (loopback), its admin networks
+(wwboot.conf: admin networks), or the bearer token of ROOT/admin.token, which this command sends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			u := strings.TrimSuffix(server, "/") + "/status"
@@ -36,11 +39,25 @@ MACs that asked but are not in the inventory. -o json gives every field.`,
 			if err != nil {
 				return fmt.Errorf("status: --server %q: %w", server, err)
 			}
+			if tokenFile == "" {
+				tokenFile = a.path(adminTokenFile)
+			}
+			tok, err := readAdminToken(tokenFile)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
 			resp, err := (&http.Client{Timeout: timeout}).Do(req)
 			if err != nil {
 				return fmt.Errorf("status: %w (is wwboot serve running? point --server at it)", err)
 			}
 			defer resp.Body.Close()
+			if resp.StatusCode == http.StatusForbidden {
+				return fmt.Errorf("status: %s answered %s: ask from the server itself, from one of its admin networks "+
+					"(wwboot.conf: admin networks), or with its admin token (--token-file, default ROOT/%s)", u, resp.Status, adminTokenFile)
+			}
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("status: %s answered %s", u, resp.Status)
 			}
@@ -56,6 +73,7 @@ MACs that asked but are not in the inventory. -o json gives every field.`,
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the admin bearer token to send, for a server on another machine (default ROOT/"+adminTokenFile+", if it exists)")
 	outputFlag(cmd, &output)
 	return cmd
 }
