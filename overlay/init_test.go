@@ -120,6 +120,60 @@ func (ir *initRoot) addDash(t *testing.T) string {
 	return dash
 }
 
+// addGNU makes the root look like a merged-/usr Debian for what /init runs
+// when it moves / into a tmpfs: dash as /bin/sh and GNU find, cp, rm, stat,
+// chown, chmod, touch, mkdir, util-linux mount and switch_root in /usr
+// (instead of busybox's), their libraries under /usr/lib with /lib and
+// /lib64 symlinks (the dynamic loader is found through /lib64).
+func (ir *initRoot) addGNU(t *testing.T) {
+	t.Helper()
+	var bins []string
+	for _, b := range []string{"dash", "find", "cp", "rm", "stat", "chown", "chmod", "touch", "mkdir", "mount", "switch_root"} {
+		p, err := exec.LookPath(b)
+		if err != nil {
+			t.Skipf("%s not installed", b)
+		}
+		bins = append(bins, p)
+	}
+	out, err := exec.Command("ldd", bins...).Output()
+	require.NoError(t, err)
+	copyTo := func(src, dst string) {
+		real, err := filepath.EvalSymlinks(src)
+		require.NoError(t, err)
+		data, err := os.ReadFile(real)
+		require.NoError(t, err)
+		full := filepath.Join(ir.dir, dst)
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		require.NoError(t, os.WriteFile(full, data, 0o755))
+	}
+	for _, b := range bins {
+		// No busybox fallback for these: a shell that cannot exec the
+		// GNU one (e.g. its loader gone) must not find busybox's.
+		if err := os.Remove(filepath.Join(ir.dir, "bin", filepath.Base(b))); !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+		dir := "usr/bin"
+		if filepath.Base(b) == "switch_root" {
+			dir = "usr/sbin"
+		}
+		copyTo(b, filepath.Join(dir, filepath.Base(b)))
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(f, "/") || strings.HasSuffix(f, ":") {
+			continue
+		}
+		rel := strings.TrimPrefix(f, "/")
+		if !strings.HasPrefix(rel, "usr/") {
+			rel = "usr/" + rel
+		}
+		copyTo(f, rel)
+	}
+	require.NoError(t, os.Symlink("usr/lib", filepath.Join(ir.dir, "lib")))
+	require.NoError(t, os.Symlink("usr/lib64", filepath.Join(ir.dir, "lib64")))
+	require.NoError(t, os.Remove(filepath.Join(ir.dir, "bin/sh")))
+	require.NoError(t, os.Symlink("/usr/bin/dash", filepath.Join(ir.dir, "bin/sh")))
+}
+
 // run starts /init (with shell, or its #! line when shell is "") as PID 1
 // of fresh mount, UTS, network and PID namespaces, chrooted into the root
 // (itself a tmpfs, as the kernel's rootfs is), with an eth0 of MAC mac.
@@ -274,9 +328,19 @@ func TestInitStopsOnWrongMachine(t *testing.T) {
 
 // TestInitTmpfsRoot: root=tmpfs moves the tree into a tmpfs of the size
 // given by wwinit.tmpfs.size, switches root, and hands over (agent started
-// on the new root).
+// on the new root), with busybox's tools and with dash and GNU's on a
+// merged-/usr layout.
 func TestInitTmpfsRoot(t *testing.T) {
+	for _, tools := range []string{"busybox", "gnu"} {
+		t.Run(tools, func(t *testing.T) { testInitTmpfsRoot(t, tools) })
+	}
+}
+
+func testInitTmpfsRoot(t *testing.T, tools string) {
 	ir := newInitRoot(t, "n00002", "tmpfs", nil)
+	if tools == "gnu" {
+		ir.addGNU(t)
+	}
 	require.NoError(t, os.MkdirAll(filepath.Join(ir.dir, "usr/share/data/deep"), 0o750))
 	require.NoError(t, os.WriteFile(filepath.Join(ir.dir, "usr/share/data/deep/big"), bytes.Repeat([]byte("x"), 1<<20), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(ir.dir, "usr/share/data/.hidden"), []byte("h"), 0o640))
