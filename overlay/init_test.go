@@ -176,7 +176,8 @@ func (ir *initRoot) addGNU(t *testing.T) {
 
 // run starts /init (with shell, or its #! line when shell is "") as PID 1
 // of fresh mount, UTS, network and PID namespaces, chrooted into the root
-// (itself a tmpfs, as the kernel's rootfs is), with an eth0 of MAC mac.
+// (itself a tmpfs, as the kernel's rootfs is), with an eth0 of MAC mac
+// (none when mac is "").
 // It returns when the output contains until (or the process ends), and
 // whether the process was still running then; the process is killed.
 func (ir *initRoot) run(t *testing.T, shell, mac, cmdline, until string) (string, bool) {
@@ -184,8 +185,10 @@ func (ir *initRoot) run(t *testing.T, shell, mac, cmdline, until string) (string
 	script := `set -e
 mount -t tmpfs -o size=256m rootfs "$1"
 cp -a "$1.src/." "$1/"
-ip link add eth0 type veth peer name peer0
-ip link set eth0 address "$2"
+if [ -n "$2" ]; then
+	ip link add eth0 type veth peer name peer0
+	ip link set eth0 address "$2"
+fi
 shift 2
 exec chroot "$ROOT" "$@"`
 	src := ir.dir + ".src"
@@ -318,6 +321,13 @@ func TestInitStopsOnWrongMachine(t *testing.T) {
 			assert.Contains(t, out, "agent: [report failed this machine is not the node")
 		})
 	}
+	t.Run("no interface at all: a warning, and on", func(t *testing.T) {
+		ir := newInitRoot(t, "n00002", "initramfs", nil)
+		out, _ := ir.run(t, "", "", "wwboot.nicwait=30", "probe: done")
+		assert.Contains(t, out, "wwboot: warning: cannot check that this machine is node n00002: no network interface yet; going on\n")
+		assert.Contains(t, out, "probe: pid 1 hostname n00002")
+		assert.NotContains(t, out, "BOOT STOPPED")
+	})
 	t.Run("wwboot.maccheck=0 skips it", func(t *testing.T) {
 		ir := newInitRoot(t, "n00002", "initramfs", nil)
 		out, _ := ir.run(t, "", "52:54:00:00:00:99", "wwboot.maccheck=0", "probe: done")
