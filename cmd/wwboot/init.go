@@ -21,7 +21,7 @@ func defaultProfile() *nodedb.Record {
 		Ipxe:           "default",
 		SystemOverlay:  []string{"wwinit", "hostname", "ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "ssh.host_keys"},
 		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys"},
-		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "crashkernel=no"}},
+		Kernel:         &nodedb.Kernel{Args: []string{"quiet", "panic=30"}}, // panic=30: a node that panics reboots (and asks again) after 30 s; no argument here makes the kernel warn
 		Init:           "/sbin/init",
 		Root:           "initramfs",
 	}
