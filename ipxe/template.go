@@ -117,7 +117,8 @@ type Data struct {
 	// MemNeed is the RAM in MiB the node needs to boot its image (wwboot;
 	// see [MemNeed]); 0 means unknown, and the default script skips its
 	// check. The script compares it with iPXE's ${memsize} (MiB; set only
-	// in iPXE builds with MEMMAP_SETTINGS, the check is skipped otherwise).
+	// in iPXE builds with MEMMAP_SETTINGS, which Debian's ipxe package
+	// lacks: the check is skipped there).
 	MemNeed int
 	// MemDetail says where MemNeed comes from, for the console message (wwboot).
 	MemDetail string

@@ -115,4 +115,19 @@
 // on the console before it hands over to the image's init, so a boot test
 // (or an operator watching a serial console) can see which node came up with
 // which address.
+//
+// # The end marker, and boots that stop
+//
+// Every system overlay archive ends with MarkerPath
+// (/etc/wwboot/system-overlay.done: the node, its MACs, the number of records
+// before it). The kernel stops unpacking at the first error (out of memory
+// or tmpfs space: "Initramfs unpacking failed: write error") and still runs
+// /init; wwinit's /init then finds no marker. It also checks that an
+// interface carries one of the node's MACs. On either failure it prints what
+// happened, the node and what to do through the kernel log (every console),
+// reports `failed` with /usr/sbin/wwboot-agent when the image has it, and
+// stops: no hand-over, no reboot loop (kernel argument
+// wwboot.failreboot=SECONDS reboots instead). The script's header lists the
+// kernel arguments it reads (wwinit.tmpfs.size, wwboot.nicwait,
+// wwboot.maccheck).
 package overlay

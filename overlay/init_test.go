@@ -120,9 +120,64 @@ func (ir *initRoot) addDash(t *testing.T) string {
 	return dash
 }
 
+// addGNU makes the root look like a merged-/usr Debian for what /init runs
+// when it moves / into a tmpfs: dash as /bin/sh and GNU find, cp, rm, stat,
+// chown, chmod, touch, mkdir, util-linux mount and switch_root in /usr
+// (instead of busybox's), their libraries under /usr/lib with /lib and
+// /lib64 symlinks (the dynamic loader is found through /lib64).
+func (ir *initRoot) addGNU(t *testing.T) {
+	t.Helper()
+	var bins []string
+	for _, b := range []string{"dash", "find", "cp", "rm", "stat", "chown", "chmod", "touch", "mkdir", "mount", "switch_root"} {
+		p, err := exec.LookPath(b)
+		if err != nil {
+			t.Skipf("%s not installed", b)
+		}
+		bins = append(bins, p)
+	}
+	out, err := exec.Command("ldd", bins...).Output()
+	require.NoError(t, err)
+	copyTo := func(src, dst string) {
+		real, err := filepath.EvalSymlinks(src)
+		require.NoError(t, err)
+		data, err := os.ReadFile(real)
+		require.NoError(t, err)
+		full := filepath.Join(ir.dir, dst)
+		require.NoError(t, os.MkdirAll(filepath.Dir(full), 0o755))
+		require.NoError(t, os.WriteFile(full, data, 0o755))
+	}
+	for _, b := range bins {
+		// No busybox fallback for these: a shell that cannot exec the
+		// GNU one (e.g. its loader gone) must not find busybox's.
+		if err := os.Remove(filepath.Join(ir.dir, "bin", filepath.Base(b))); !os.IsNotExist(err) {
+			require.NoError(t, err)
+		}
+		dir := "usr/bin"
+		if filepath.Base(b) == "switch_root" {
+			dir = "usr/sbin"
+		}
+		copyTo(b, filepath.Join(dir, filepath.Base(b)))
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if !strings.HasPrefix(f, "/") || strings.HasSuffix(f, ":") {
+			continue
+		}
+		rel := strings.TrimPrefix(f, "/")
+		if !strings.HasPrefix(rel, "usr/") {
+			rel = "usr/" + rel
+		}
+		copyTo(f, rel)
+	}
+	require.NoError(t, os.Symlink("usr/lib", filepath.Join(ir.dir, "lib")))
+	require.NoError(t, os.Symlink("usr/lib64", filepath.Join(ir.dir, "lib64")))
+	require.NoError(t, os.Remove(filepath.Join(ir.dir, "bin/sh")))
+	require.NoError(t, os.Symlink("/usr/bin/dash", filepath.Join(ir.dir, "bin/sh")))
+}
+
 // run starts /init (with shell, or its #! line when shell is "") as PID 1
 // of fresh mount, UTS, network and PID namespaces, chrooted into the root
-// (itself a tmpfs, as the kernel's rootfs is), with an eth0 of MAC mac.
+// (itself a tmpfs, as the kernel's rootfs is), with an eth0 of MAC mac
+// (none when mac is "").
 // It returns when the output contains until (or the process ends), and
 // whether the process was still running then; the process is killed.
 func (ir *initRoot) run(t *testing.T, shell, mac, cmdline, until string) (string, bool) {
@@ -130,8 +185,10 @@ func (ir *initRoot) run(t *testing.T, shell, mac, cmdline, until string) (string
 	script := `set -e
 mount -t tmpfs -o size=256m rootfs "$1"
 cp -a "$1.src/." "$1/"
-ip link add eth0 type veth peer name peer0
-ip link set eth0 address "$2"
+if [ -n "$2" ]; then
+	ip link add eth0 type veth peer name peer0
+	ip link set eth0 address "$2"
+fi
 shift 2
 exec chroot "$ROOT" "$@"`
 	src := ir.dir + ".src"
@@ -264,6 +321,13 @@ func TestInitStopsOnWrongMachine(t *testing.T) {
 			assert.Contains(t, out, "agent: [report failed this machine is not the node")
 		})
 	}
+	t.Run("no interface at all: a warning, and on", func(t *testing.T) {
+		ir := newInitRoot(t, "n00002", "initramfs", nil)
+		out, _ := ir.run(t, "", "", "wwboot.nicwait=30", "probe: done")
+		assert.Contains(t, out, "wwboot: warning: cannot check that this machine is node n00002: no network interface yet; going on\n")
+		assert.Contains(t, out, "probe: pid 1 hostname n00002")
+		assert.NotContains(t, out, "BOOT STOPPED")
+	})
 	t.Run("wwboot.maccheck=0 skips it", func(t *testing.T) {
 		ir := newInitRoot(t, "n00002", "initramfs", nil)
 		out, _ := ir.run(t, "", "52:54:00:00:00:99", "wwboot.maccheck=0", "probe: done")
@@ -274,9 +338,19 @@ func TestInitStopsOnWrongMachine(t *testing.T) {
 
 // TestInitTmpfsRoot: root=tmpfs moves the tree into a tmpfs of the size
 // given by wwinit.tmpfs.size, switches root, and hands over (agent started
-// on the new root).
+// on the new root), with busybox's tools and with dash and GNU's on a
+// merged-/usr layout.
 func TestInitTmpfsRoot(t *testing.T) {
+	for _, tools := range []string{"busybox", "gnu"} {
+		t.Run(tools, func(t *testing.T) { testInitTmpfsRoot(t, tools) })
+	}
+}
+
+func testInitTmpfsRoot(t *testing.T, tools string) {
 	ir := newInitRoot(t, "n00002", "tmpfs", nil)
+	if tools == "gnu" {
+		ir.addGNU(t)
+	}
 	require.NoError(t, os.MkdirAll(filepath.Join(ir.dir, "usr/share/data/deep"), 0o750))
 	require.NoError(t, os.WriteFile(filepath.Join(ir.dir, "usr/share/data/deep/big"), bytes.Repeat([]byte("x"), 1<<20), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(ir.dir, "usr/share/data/.hidden"), []byte("h"), 0o640))

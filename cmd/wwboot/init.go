@@ -32,9 +32,10 @@ func defaultProfile() *nodedb.Record {
 		SystemOverlay: []string{"wwinit", "wwclient", "hostname", "machine-id", "udev.netname", "systemd.netname",
 			"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv"},
 		RuntimeOverlay: []string{"hosts", "ssh.authorized_keys", "ssh.host_keys"},
-		// panic=10: a node whose kernel panics reboots after 10 s (and so
-		// boots again from wwboot) instead of hanging with the message.
-		Kernel: &nodedb.Kernel{Args: []string{"quiet", "panic=10"}},
+		// panic=30: a node whose kernel panics reboots after 30 s (and so
+		// boots again from wwboot) instead of hanging with the message; no
+		// argument here makes the kernel warn (crashkernel=no does).
+		Kernel: &nodedb.Kernel{Args: []string{"quiet", "panic=30"}},
 		Init:   "/sbin/init",
 		Root:   "initramfs",
 	}

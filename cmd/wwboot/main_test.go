@@ -117,7 +117,7 @@ func TestNodeCommandsLikeWwctl(t *testing.T) {
 
 	out = mustRun(t, root, "node", "show", "n1", "-o", "json")
 	for _, want := range []string{`"id": "n1"`, `"image name": "deb"`, `"hwaddr": "aa:bb:cc:dd:ee:01"`, `"mtu": "1500"`,
-		`"discoverable": "true"`, `"rack": "r1"`, `"panic=10"`, `"console=ttyS0"`} {
+		`"discoverable": "true"`, `"rack": "r1"`, `"panic=30"`, `"console=ttyS0"`} {
 		assert.Contains(t, out, want, "show prints the effective node with nodes.conf's keys")
 	}
 	out = mustRun(t, root, "node", "list", "-o", "yaml")

@@ -81,7 +81,8 @@ func TestServeNewSite(t *testing.T) {
 	out, err := exec.Command("curl", "-sSf", base+"/ipxe/52-54-00-12-34-56").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	script := string(out)
-	assert.Contains(t, script, "quiet panic=10", "the default profile's kernel args")
+	assert.Contains(t, script, "quiet panic=30", "the default profile's kernel args")
+	assert.NotContains(t, script, "crashkernel=no", "the kernel warns about it (crashkernel: memory value expected)")
 	for _, u := range regexp.MustCompile(`http://\S+/\S+`).FindAllString(script, -1) {
 		args := []string{"-sS", "-o", "/dev/null", "-w", "%{http_code}"}
 		if strings.Contains(u, "/runtime/") && os.Geteuid() == 0 {
