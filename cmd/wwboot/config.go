@@ -34,7 +34,7 @@ range end: ""
 # agent: the node agent binary (built from ./cmd/wwboot-agent) the wwclient overlay puts on every
 # node; empty: wwboot-agent next to the wwboot executable, else on $PATH
 agent: ""
-` + identityConfigText
+` + identityConfigText + eventsConfigText
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
 type serveConfig struct {
@@ -58,6 +58,8 @@ type serveConfig struct {
 	Agent string `yaml:"agent"`
 	// identityConfig: authorized keys, host keys, DNS defaults for nodes.
 	identityConfig `yaml:",inline"`
+	// Events: hooks for node events (apiserve.go).
+	Events eventsConfig `yaml:"events"`
 }
 
 // dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
@@ -99,7 +101,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, authorized keys, shared host keys, ssh key types, dns servers, dns search)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, authorized keys, shared host keys, ssh key types, dns servers, dns search, events)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -117,6 +119,9 @@ func (c *serveConfig) validate() error {
 		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)
 	}
 	if _, _, _, err := c.dhcpRange(); err != nil {
+		return err
+	}
+	if err := c.Events.validate(); err != nil {
 		return err
 	}
 	return c.identityConfig.validate()

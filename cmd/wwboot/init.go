@@ -48,6 +48,11 @@ func newInitCmd(a *app) *cobra.Command {
 			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
 				return err
 			}
+			if _, created, err := ensureAPIToken(a.path(apiTokenFile)); err != nil {
+				return fmt.Errorf("init: %w", err)
+			} else if created {
+				fmt.Fprintf(a.stdout, "created %s (the API's bearer token, mode 0600)\n", a.path(apiTokenFile))
+			}
 			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
 			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)
 			switch {

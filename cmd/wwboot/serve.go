@@ -196,6 +196,10 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	}
 	defer boot.Close()
 
+	parts, err := a.newAPIParts(cfg, inv, images, overlays)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ifaces []string
@@ -221,8 +225,9 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
-			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log,
+			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log, Events: parts.bus,
 		},
+		Middleware:           parts.api.Wrap,
 		Addr:                 addr,
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
 		Interfaces:           ifaces,
@@ -238,6 +243,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	parts.run(ctx, srv.Handler())
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -1,11 +1,10 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,12 +14,13 @@ import (
 )
 
 func newStatusCmd(a *app) *cobra.Command {
-	var server, output string
+	var server, output, tokenFile string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each node's state (up, booting, down, failed) and why, from the running server",
-		Long: `Asks the running 'wwboot serve' for its /status and prints, per node: its state, worked out
+		Long: `Asks the running 'wwboot serve' for its status (GET /api/v1/status, with the token of
+ROOT/api.token when readable) and prints, per node: its state, worked out
 from its node agent's heartbeats and reports and from its boot requests,
   up       the agent sent a heartbeat lately
   booting  the node is fetching its boot files (or /init reported it is booting)
@@ -31,22 +31,9 @@ something; then the inventory's nodes not seen since the server started (down), 
 MACs that asked but are not in the inventory. -o json gives every field.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := strings.TrimSuffix(server, "/") + "/status"
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			st, err := a.fetchStatus(cmd.Context(), server, tokenFile, timeout)
 			if err != nil {
-				return fmt.Errorf("status: --server %q: %w", server, err)
-			}
-			resp, err := (&http.Client{Timeout: timeout}).Do(req)
-			if err != nil {
-				return fmt.Errorf("status: %w (is wwboot serve running? point --server at it)", err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status: %s answered %s", u, resp.Status)
-			}
-			var st provision.Status
-			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-				return fmt.Errorf("status: %s: %w", u, err)
+				return fmt.Errorf("status: %w", err)
 			}
 			if ok, err := printStructured(a.stdout, output, st); ok {
 				return err
@@ -56,8 +43,21 @@ MACs that asked but are not in the inventory. -o json gives every field.`,
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the API token (default ROOT/api.token; without it, only the server's own machine may read)")
 	outputFlag(cmd, &output)
 	return cmd
+}
+
+// fetchStatus asks the server's API for the status (GET /api/v1/status),
+// and a server older than the API for /status.
+func (a *app) fetchStatus(ctx context.Context, server, tokenFile string, timeout time.Duration) (provision.Status, error) {
+	var st provision.Status
+	c := a.newAPIClient(server, tokenFile, timeout)
+	code, err := c.do(ctx, http.MethodGet, "/api/v1/status", nil, &st, http.StatusOK)
+	if code == http.StatusNotFound {
+		_, err = c.do(ctx, http.MethodGet, "/status", nil, &st, http.StatusOK)
+	}
+	return st, err
 }
 
 // printStatus writes st as a table, times relative to the server's clock.
