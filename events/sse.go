@@ -21,6 +21,9 @@ type StreamOptions struct {
 	// Retry is the reconnection delay sent to clients (SSE retry:); 0
 	// means 1 s.
 	Retry time.Duration
+	// Done, when closed, ends the stream (a server shutting down: streams
+	// never end on their own, and http.Server.Shutdown waits for them).
+	Done <-chan struct{}
 }
 
 // MaxTypes bounds the types= values a stream request may give.
@@ -136,6 +139,8 @@ func Stream(w http.ResponseWriter, r *http.Request, b *Bus, sr StreamRequest, op
 	for {
 		select {
 		case <-r.Context().Done():
+			return
+		case <-opts.Done:
 			return
 		case e, ok := <-sub.C:
 			if !ok {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -107,6 +108,15 @@ type API struct {
 	log    *slog.Logger
 	mux    *http.ServeMux
 	routes []apiRoute
+	done   chan struct{} // closed by Close: event streams end
+	close  sync.Once
+}
+
+// Close ends the event streams under way (and any opened later), so a
+// server's graceful shutdown need not wait for them. The other routes keep
+// working.
+func (a *API) Close() {
+	a.close.Do(func() { close(a.done) })
 }
 
 // NewAPI returns the API for opts.
@@ -117,7 +127,8 @@ func NewAPI(opts APIOptions) (*API, error) {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
-	a := &API{opts: opts, log: opts.Logger}
+	a := &API{opts: opts, log: opts.Logger, done: make(chan struct{})}
+	a.opts.Stream.Done = a.done
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

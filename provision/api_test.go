@@ -515,3 +515,18 @@ func refs(b []byte) []string {
 	walk(v)
 	return out
 }
+
+// Close ends the streams under way, so a server's drain does not wait for
+// them.
+func TestAPICloseEndsStreams(t *testing.T) {
+	l := newAPILab(t)
+	base := l.serveOn(t, "127.0.0.1:0")
+	stream := sseReader(t, base+"/api/v1/events", apiToken)
+	l.api.Close()
+	select {
+	case _, ok := <-stream:
+		assert.False(t, ok, "no event was published")
+	case <-time.After(time.Second):
+		t.Fatal("the stream did not end within a second of Close")
+	}
+}

@@ -120,3 +120,38 @@ func TestStatusPublishesTransitions(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "kernel", nextEvent(t, sub).Stage)
 }
+
+// A Server with Options.Events watches the states itself: a node whose
+// heartbeats stop goes down on the stream without any request.
+func TestServerWatchesStates(t *testing.T) {
+	l := newLab(t)
+	clk := &clock{t: time.Now()}
+	bus := events.NewBus(events.Options{})
+	opts := l.options(t)
+	opts.Now, opts.Events = clk.Now, bus
+	opts.InsecurePorts, opts.AnySourceAddr = true, true
+	srv, err := provision.NewServer(provision.ServerConfig{Options: opts, HTTPAddr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	require.NoError(t, srv.Listen())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() {
+		cancel()
+		assert.NoError(t, <-done)
+	}()
+	sub, _, _ := bus.Subscribe(bus.LastID(), 16, events.TypeState)
+	defer sub.Close()
+	resp, err := http.Post("http://"+srv.HTTPAddr().String()+"/agent/"+mac1, "application/json", bytes.NewBufferString(`{"state":"up"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Equal(t, provision.StateUp, nextEvent(t, sub).State)
+	clk.Add(provision.DefaultHeartbeatTimeout + time.Second)
+	select {
+	case e := <-sub.C:
+		assert.Equal(t, provision.StateDown, e.State)
+	case <-time.After(3 * time.Second):
+		t.Fatal("no down event from the server's state watch")
+	}
+}

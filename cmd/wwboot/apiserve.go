@@ -185,8 +185,13 @@ func (a *app) newAPIParts(cfg serveConfig, inv *nodedb.FileStore, images *image.
 }
 
 // run starts what the parts do in the background until ctx ends: the hook
-// dispatcher and the handler's watch for state changes time makes.
-func (p *apiParts) run(ctx context.Context, h *provision.Handler) {
+// dispatcher, and the end of the event streams when ctx ends (so that the
+// server's drain does not wait for them). provision.Server runs the
+// handler's WatchStates itself.
+func (p *apiParts) run(ctx context.Context) {
 	go func() { _ = p.disp.Run(ctx) }()
-	go h.WatchStates(ctx, 0)
+	go func() {
+		<-ctx.Done()
+		p.api.Close()
+	}()
 }

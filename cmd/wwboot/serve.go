@@ -243,7 +243,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	parts.run(ctx, srv.Handler())
+	parts.run(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
