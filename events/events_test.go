@@ -382,3 +382,47 @@ func TestDispatcherTimesOutHooks(t *testing.T) {
 		t.Fatal("hook not timed out")
 	}
 }
+
+// A hook gets each node's events in order, though deliveries of different
+// nodes overlap.
+func TestDispatcherKeepsNodeOrder(t *testing.T) {
+	b := NewBus(Options{})
+	var mu sync.Mutex
+	seen := map[string][]uint64{}
+	var running, peak atomic.Int32
+	var n atomic.Int32
+	h := hookFunc(func(ctx context.Context, e Event) error {
+		r := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if r <= p || peak.CompareAndSwap(p, r) {
+				break
+			}
+		}
+		time.Sleep(time.Duration(e.ID%3) * time.Millisecond)
+		mu.Lock()
+		seen[e.Node] = append(seen[e.Node], e.ID)
+		mu.Unlock()
+		n.Add(1)
+		return nil
+	})
+	d := &Dispatcher{Bus: b, Concurrency: 4, Hooks: []HookConfig{{Name: "h", Hook: h}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	require.Eventually(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.subs) == 1 }, 5*time.Second, time.Millisecond)
+	for i := range 200 {
+		b.Publish(Event{Type: TypeState, Node: fmt.Sprint("n", i%7)})
+	}
+	require.Eventually(t, func() bool { return n.Load() == 200 }, 20*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	for node, ids := range seen {
+		for i := 1; i < len(ids); i++ {
+			assert.Less(t, ids[i-1], ids[i], "node %s out of order", node)
+		}
+	}
+	assert.Greater(t, peak.Load(), int32(1), "different nodes overlap")
+	assert.LessOrEqual(t, peak.Load(), int32(4))
+}

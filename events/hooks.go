@@ -252,8 +252,9 @@ const DefaultHookTimeout = 30 * time.Second
 const DefaultConcurrency = 8
 
 // Dispatcher delivers a bus's events to hooks: each matching event to each
-// hook, at most Concurrency deliveries at once, each bounded by its hook's
-// Timeout. Deliveries may finish out of order; the event ID orders them.
+// hook, at most Concurrency deliveries at once over all hooks, each bounded
+// by its hook's Timeout. A hook receives the events of one node in order
+// (one after the other, by ID); events of different nodes may overlap.
 type Dispatcher struct {
 	// Bus is where events come from.
 	Bus *Bus
@@ -266,9 +267,14 @@ type Dispatcher struct {
 	Log *slog.Logger
 }
 
+// laneQueue is how many events wait in one lane of one hook.
+const laneQueue = 64
+
 // Run delivers events published from now on until ctx ends, then waits for
-// the deliveries under way (they see ctx's end). When the hooks fall so far
-// behind that events leave the ring unread, it logs how many were lost.
+// the deliveries under way (they see ctx's end). Each hook has Concurrency
+// lanes; a node's events always take the same lane, so they arrive in
+// order. When the hooks fall so far behind that events leave the bus's
+// ring unread, it logs how many were lost.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	if d.Bus == nil {
 		return errors.New("events: Dispatcher.Bus is nil")
@@ -283,34 +289,47 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	deliver := func(e Event) bool {
+	lanes := make([][]chan Event, len(d.Hooks))
+	for i := range d.Hooks {
+		hc := &d.Hooks[i]
+		lanes[i] = make([]chan Event, n)
+		for l := range lanes[i] {
+			ch := make(chan Event, laneQueue)
+			lanes[i][l] = ch
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for e := range ch {
+					select {
+					case sem <- struct{}{}:
+					case <-ctx.Done():
+						continue // drain: the dispatcher is stopping
+					}
+					d.deliver(ctx, log, hc, e)
+					<-sem
+				}
+			}()
+		}
+	}
+	defer func() {
+		for _, ls := range lanes {
+			for _, ch := range ls {
+				close(ch)
+			}
+		}
+		wg.Wait()
+	}()
+	enqueue := func(e Event) bool {
+		lane := laneOf(e.Node, n)
 		for i := range d.Hooks {
-			hc := &d.Hooks[i]
-			if len(hc.Types) > 0 && !contains(hc.Types, e.Type) {
+			if len(d.Hooks[i].Types) > 0 && !contains(d.Hooks[i].Types, e.Type) {
 				continue
 			}
 			select {
-			case sem <- struct{}{}:
+			case lanes[i][lane] <- e:
 			case <-ctx.Done():
 				return false
 			}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				t := hc.Timeout
-				if t <= 0 {
-					t = DefaultHookTimeout
-				}
-				hctx, cancel := context.WithTimeout(ctx, t)
-				defer cancel()
-				start := time.Now()
-				if err := hc.Hook.Deliver(hctx, e); err != nil {
-					log.Warn("event hook failed", "hook", hc.Name, "event", e.ID, "type", e.Type, "node", e.Node, "err", err)
-					return
-				}
-				log.Debug("event hook", "hook", hc.Name, "event", e.ID, "type", e.Type, "node", e.Node, "took", time.Since(start))
-			}()
 		}
 		return true
 	}
@@ -322,7 +341,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		for _, e := range backlog {
 			after = e.ID
-			if !deliver(e) {
+			if !enqueue(e) {
 				sub.Close()
 				return nil
 			}
@@ -338,13 +357,39 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 					break read // lagged: resubscribe after the last one taken
 				}
 				after = e.ID
-				if !deliver(e) {
+				if !enqueue(e) {
 					sub.Close()
 					return nil
 				}
 			}
 		}
 	}
+}
+
+// deliver runs one delivery of e to hc under its timeout.
+func (d *Dispatcher) deliver(ctx context.Context, log *slog.Logger, hc *HookConfig, e Event) {
+	t := hc.Timeout
+	if t <= 0 {
+		t = DefaultHookTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, t)
+	defer cancel()
+	start := time.Now()
+	if err := hc.Hook.Deliver(hctx, e); err != nil {
+		log.Warn("event hook failed", "hook", hc.Name, "event", e.ID, "type", e.Type, "node", e.Node, "err", err)
+		return
+	}
+	log.Debug("event hook", "hook", hc.Name, "event", e.ID, "type", e.Type, "node", e.Node, "took", time.Since(start))
+}
+
+// laneOf maps a node to one of n lanes (FNV-1a).
+func laneOf(node string, n int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(node); i++ {
+		h ^= uint32(node[i])
+		h *= 16777619
+	}
+	return int(h % uint32(n))
 }
 
 func contains(list []string, s string) bool {
