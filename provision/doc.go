@@ -17,6 +17,12 @@
 //	GET /healthz                 "ok"
 //	GET /metrics                 Prometheus metrics of Options.Registry
 //
+// API (NewAPI; API.Wrap puts it in front of the handler) serves the JSON
+// REST API under /api/v1/ described by OpenAPI (openapi.json): nodes,
+// profiles, images, overlays, status, power and the event stream, with
+// TokenAuth. With Options.Events the status tracker publishes node state
+// changes and boot stages (events.go).
+//
 // and Warewulf's paths, so Warewulf iPXE templates work unchanged:
 // /provision/{mac}?stage=ipxe|kernel|image|container|system|runtime,
 // /ipxe/, /kernel/, /image/, /container/, /system/, /runtime/,
