@@ -17,12 +17,6 @@
 //	GET /healthz                 "ok"
 //	GET /metrics                 Prometheus metrics of Options.Registry
 //
-// API (NewAPI; API.Wrap puts it in front of the handler) serves the JSON
-// REST API under /api/v1/ described by OpenAPI (openapi.json): nodes,
-// profiles, images, overlays, status, power and the event stream, with
-// TokenAuth. With Options.Events the status tracker publishes node state
-// changes and boot stages (events.go).
-//
 // and Warewulf's paths, so Warewulf iPXE templates work unchanged:
 // /provision/{mac}?stage=ipxe|kernel|image|container|system|runtime,
 // /ipxe/, /kernel/, /image/, /container/, /system/, /runtime/,
@@ -30,6 +24,12 @@
 // ?assetkey=KEY. A MAC is accepted as aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff
 // (iPXE's ${mac:hexhyp}), in either case, and in the other forms
 // nodedb.ParseHW reads.
+//
+// API (NewAPI; API.Wrap puts it in front of the handler) serves the JSON
+// REST API under /api/v1/ described by OpenAPI (openapi.json): nodes,
+// profiles, images, overlays, status, power and the event stream, with
+// TokenAuth. With Options.Events the status tracker publishes node state
+// changes and boot stages (events.go).
 //
 // Kernels and images go out with http.ServeContent over an *os.File, so the
 // kernel copies them with sendfile; responses carry Content-Length, Last-Modified
