@@ -188,6 +188,7 @@ func TestServeEventsAndAPI(t *testing.T) {
 		return err == nil
 	}, 20*time.Second, 20*time.Millisecond)
 
+	start := time.Now()
 	resp, err := http.Get(base + "/ipxe/52-54-00-12-34-56")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -204,6 +205,7 @@ func TestServeEventsAndAPI(t *testing.T) {
 		}
 	}
 	e := wait(events.TypeState)
+	t.Logf("boot request to signed webhook delivery: %s", time.Since(start))
 	assert.Equal(t, "n1", e.Node)
 	assert.Equal(t, "booting", e.State)
 	require.Eventually(t, func() bool {
