@@ -499,7 +499,7 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Profile{Name: name, Record: redactRecord(*p)})
 }
 
-// errExists and errMissing carry a profile change's conflict to its answer.
+// errExists and errInUse carry a profile change's conflict to its answer (409).
 var (
 	errExists = errors.New("exists")
 	errInUse  = errors.New("in use")
