@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wwboot/wwboot/events"
 )
 
 // State is a node's power state as its BMC reports it.
@@ -125,6 +127,9 @@ type Options struct {
 	// Log receives one debug record per node (never a password); nil
 	// discards.
 	Log *slog.Logger
+	// Events, when set, receives one events.TypePower event per node
+	// (action, state afterwards, error), Source "power".
+	Events events.Publisher
 }
 
 // DefaultConcurrency and DefaultTimeout are Options' defaults.
@@ -159,6 +164,7 @@ func Run(ctx context.Context, targets []Target, a Action, opt Options) []Result 
 				err = errors.New("no BMC configured")
 			}
 			results[i].setErr(err)
+			publish(opt.Events, a, &results[i])
 			continue
 		}
 		select {
@@ -186,10 +192,19 @@ func Run(ctx context.Context, targets []Target, a Action, opt Options) []Result 
 				r.State = st
 			}
 			log.Debug("power", "node", t.Node, "action", string(a), "state", string(r.State), "took", r.Took, "error", r.Error)
+			publish(opt.Events, a, r)
 		}()
 	}
 	wg.Wait()
 	return results
+}
+
+// publish sends r as a TypePower event to p, if any.
+func publish(p events.Publisher, a Action, r *Result) {
+	if p != nil {
+		p.Publish(events.Event{Type: events.TypePower, Node: r.Node, Action: string(a), State: string(r.State),
+			Error: r.Error, Source: "power"})
+	}
 }
 
 func (r *Result) setErr(err error) {

@@ -25,6 +25,12 @@
 // (iPXE's ${mac:hexhyp}), in either case, and in the other forms
 // nodedb.ParseHW reads.
 //
+// API (NewAPI; API.Wrap puts it in front of the handler) serves the JSON
+// REST API under /api/v1/ described by OpenAPI (openapi.json): nodes,
+// profiles, images, overlays, status, power and the event stream, with
+// TokenAuth. With Options.Events the status tracker publishes node state
+// changes and boot stages (events.go).
+//
 // Kernels and images go out with http.ServeContent over an *os.File, so the
 // kernel copies them with sendfile; responses carry Content-Length, Last-Modified
 // and a strong ETag (the image's sha256, the overlay archive's content hash)

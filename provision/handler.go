@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/wwboot/wwboot/events"
 	"github.com/wwboot/wwboot/image"
 	"github.com/wwboot/wwboot/ipxe"
 	"github.com/wwboot/wwboot/nodedb"
@@ -105,6 +106,9 @@ type Options struct {
 	// sent no heartbeat since counts as booting; 0 means
 	// DefaultBootTimeout.
 	BootTimeout time.Duration
+	// Events, when set, receives node state changes and boot stages (see
+	// events.go; Handler.WatchStates publishes the changes time makes).
+	Events events.Publisher
 }
 
 // maxCachedScripts bounds the script cache of an Inventory that is not a
@@ -189,6 +193,7 @@ func NewHandler(opts Options) (*Handler, error) {
 		}
 	}
 	h.status = newTracker(h.now(), opts.HeartbeatTimeout, opts.BootTimeout)
+	h.status.events = opts.Events
 	h.changes = newChanges(h, opts.Inventory, opts.WatchInterval, opts.RecheckInterval)
 	h.cache.Store(&scriptCache{})
 	h.routes()

@@ -401,6 +401,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, ra := range s.ras {
 		run("router advertiser", func() error { return ra.Serve(s.inner) })
 	}
+	if s.cfg.Events != nil {
+		run("state watch", func() error { s.handler.WatchStates(s.inner, 0); return nil })
+	}
 	s.log.Info("serving", "http", s.httpLn.Addr().String(), "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
 		"interfaces", s.cfg.Interfaces, "router_advertisements", len(s.ras))
 

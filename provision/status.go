@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/wwboot/wwboot/events"
 )
 
 // Stages of a boot, the values of NodeStatus.Stage and of the "stage" label of
@@ -76,6 +78,7 @@ type NodeStatus struct {
 	ReportedReason string `json:"reported_reason,omitempty"`
 
 	lastBoot time.Time // last request of a boot stage (ipxe to system)
+	pub      published // what events said last (events.go)
 }
 
 // Status is the server's view of every node that has asked it something,
@@ -111,6 +114,7 @@ type tracker struct {
 	mu        sync.Mutex
 	nodes     map[string]*NodeStatus // by node name
 	unknown   map[string]*NodeStatus // by MAC
+	events    events.Publisher       // nil: no events
 }
 
 func newTracker(now time.Time, heartbeat, boot time.Duration) *tracker {
@@ -151,6 +155,9 @@ func (t *tracker) record(node, hwaddr, stage string, code int, bytes int64, clie
 	case StageKernel, StageImage, StageSystem:
 		s.lastBoot = at
 	}
+	if node != "" {
+		t.publishRequestLocked(s, stage, code, at)
+	}
 }
 
 // report notes a node agent's report. The node must be known (the handler
@@ -164,6 +171,7 @@ func (t *tracker) report(node, hwaddr string, rep Report, at time.Time) {
 		t.nodes[node] = s
 	}
 	s.Heartbeat, s.Reported, s.ReportedStage, s.ReportedReason = at, rep.State, rep.Stage, rep.Reason
+	t.publishReportLocked(s, at)
 }
 
 // state works out a node's state at now from what it did.

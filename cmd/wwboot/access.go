@@ -1,14 +1,11 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/wwboot/wwboot/provision"
@@ -105,49 +102,3 @@ func readAdminToken(path string) (string, error) {
 	return tok, nil
 }
 
-// createAdminToken writes a new random token to path (mode 0600) unless a
-// file is there already; it reports whether it wrote one. The token appears
-// whole or not at all: a temporary file, fsync, a hard link that fails if
-// path exists, fsync of the directory.
-func createAdminToken(path string) (bool, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return false, nil
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return false, fmt.Errorf("admin token: %w", err)
-	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("admin token: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(hex.EncodeToString(raw) + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, fmt.Errorf("admin token %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		return false, fmt.Errorf("admin token %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return true, fmt.Errorf("admin token %s: fsync of the directory: %w", path, err)
-		}
-	}
-	return true, nil
-}

@@ -34,7 +34,7 @@ range end: ""
 # agent: the node agent binary (built from ./cmd/wwboot-agent) the wwclient overlay puts on every
 # node; empty: wwboot-agent next to the wwboot executable, else on $PATH
 agent: ""
-` + identityConfigText + accessConfigText
+` + identityConfigText + accessConfigText + eventsConfigText
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
 type serveConfig struct {
@@ -60,6 +60,8 @@ type serveConfig struct {
 	identityConfig `yaml:",inline"`
 	// accessConfig: admin networks, system overlay secrets.
 	accessConfig `yaml:",inline"`
+	// Events: hooks for node events (apiserve.go).
+	Events eventsConfig `yaml:"events"`
 }
 
 // dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
@@ -101,7 +103,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets, events)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -122,6 +124,9 @@ func (c *serveConfig) validate() error {
 		return err
 	}
 	if err := c.accessConfig.validate(); err != nil {
+		return err
+	}
+	if err := c.Events.validate(); err != nil {
 		return err
 	}
 	return c.identityConfig.validate()

@@ -57,10 +57,10 @@ func newInitCmd(a *app) *cobra.Command {
 			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
 				return err
 			}
-			if made, err := createAdminToken(a.path(adminTokenFile)); err != nil {
+			if _, created, err := ensureAPIToken(a.path(apiTokenFile)); err != nil {
 				return fmt.Errorf("init: %w", err)
-			} else if made {
-				fmt.Fprintf(a.stdout, "created %s (the bearer token for /status and /metrics from other machines)\n", a.path(adminTokenFile))
+			} else if created {
+				fmt.Fprintf(a.stdout, "created %s (the bearer token of the API, /status and /metrics for other machines; mode 0600)\n", a.path(apiTokenFile))
 			}
 			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
 			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)

@@ -66,28 +66,40 @@ type powerFlags struct {
 	concurrency int
 	timeout     time.Duration
 	output      string
+	server      string // through a running server's API (apipower.go)
+	tokenFile   string
 }
 
 func (f *powerFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().IntVarP(&f.concurrency, "concurrency", "j", power.DefaultConcurrency, "nodes handled at once")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", power.DefaultTimeout, "time allowed per node, session setup included")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&f.server, "server", "", "act through this running wwboot serve's API (URL), so its event stream and hooks see the action")
+	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "the API token for --server (default ROOT/admin.token)")
 }
 
 func (a *app) runPower(cmd *cobra.Command, act power.Action, args []string, f powerFlags) error {
 	if f.output != "table" && f.output != "json" {
 		return fmt.Errorf("-o %q: use table or json", f.output)
 	}
-	db, err := a.snapshot(cmd.Context())
-	if err != nil {
-		return err
+	var res []power.Result
+	if f.server != "" {
+		var err error
+		if res, err = a.remotePower(cmd.Context(), act, args, f); err != nil {
+			return err
+		}
+	} else {
+		db, err := a.snapshot(cmd.Context())
+		if err != nil {
+			return err
+		}
+		names, err := selectNodes(db, args)
+		if err != nil {
+			return err
+		}
+		targets := powerTargets(db, names)
+		res = power.Run(cmd.Context(), targets, act, power.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: a.log})
 	}
-	names, err := selectNodes(db, args)
-	if err != nil {
-		return err
-	}
-	targets := powerTargets(db, names)
-	res := power.Run(cmd.Context(), targets, act, power.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: a.log})
 	failed := 0
 	for _, r := range res {
 		if r.Err != nil {

@@ -205,6 +205,10 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	}
 	defer boot.Close()
 
+	parts, err := a.newAPIParts(cfg, inv, images, overlays)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ifaces []string
@@ -235,9 +239,10 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
-			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log,
+			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log, Events: parts.bus,
 			Admin: admin, SystemSecrets: cfg.SystemSecrets,
 		},
+		Middleware:           parts.api.Wrap,
 		Addr:                 addr,
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
 		Interfaces:           ifaces,
@@ -253,6 +258,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err := srv.Listen(); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	parts.run(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

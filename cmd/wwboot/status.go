@@ -1,11 +1,10 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,7 +19,8 @@ func newStatusCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show each node's state (up, booting, down, failed) and why, from the running server",
-		Long: `Asks the running 'wwboot serve' for its /status and prints, per node: its state, worked out
+		Long: `Asks the running 'wwboot serve' for its status (GET /api/v1/status, with the token of
+ROOT/admin.token when readable) and prints, per node: its state, worked out
 from its node agent's heartbeats and reports and from its boot requests,
   up       the agent sent a heartbeat lately
   booting  the node is fetching its boot files (or /init reported it is booting)
@@ -34,36 +34,9 @@ The server answers only its administrators: the server itself (loopback), its ad
 (wwboot.conf: admin networks), or the bearer token of ROOT/admin.token, which this command sends.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			u := strings.TrimSuffix(server, "/") + "/status"
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
-			if err != nil {
-				return fmt.Errorf("status: --server %q: %w", server, err)
-			}
-			if tokenFile == "" {
-				tokenFile = a.path(adminTokenFile)
-			}
-			tok, err := readAdminToken(tokenFile)
+			st, err := a.fetchStatus(cmd.Context(), server, tokenFile, timeout)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
-			}
-			if tok != "" {
-				req.Header.Set("Authorization", "Bearer "+tok)
-			}
-			resp, err := (&http.Client{Timeout: timeout}).Do(req)
-			if err != nil {
-				return fmt.Errorf("status: %w (is wwboot serve running? point --server at it)", err)
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode == http.StatusForbidden {
-				return fmt.Errorf("status: %s answered %s: ask from the server itself, from one of its admin networks "+
-					"(wwboot.conf: admin networks), or with its admin token (--token-file, default ROOT/%s)", u, resp.Status, adminTokenFile)
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("status: %s answered %s", u, resp.Status)
-			}
-			var st provision.Status
-			if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-				return fmt.Errorf("status: %s: %w", u, err)
 			}
 			if ok, err := printStructured(a.stdout, output, st); ok {
 				return err
@@ -73,9 +46,21 @@ The server answers only its administrators: the server itself (loopback), its ad
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the admin bearer token to send, for a server on another machine (default ROOT/"+adminTokenFile+", if it exists)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the API token (default ROOT/admin.token; without it, only the server's own machine may read)")
 	outputFlag(cmd, &output)
 	return cmd
+}
+
+// fetchStatus asks the server's API for the status (GET /api/v1/status),
+// and a server older than the API for /status.
+func (a *app) fetchStatus(ctx context.Context, server, tokenFile string, timeout time.Duration) (provision.Status, error) {
+	var st provision.Status
+	c := a.newAPIClient(server, tokenFile, timeout)
+	code, err := c.do(ctx, http.MethodGet, "/api/v1/status", nil, &st, http.StatusOK)
+	if code == http.StatusNotFound {
+		_, err = c.do(ctx, http.MethodGet, "/status", nil, &st, http.StatusOK)
+	}
+	return st, err
 }
 
 // printStatus writes st as a table, times relative to the server's clock.
