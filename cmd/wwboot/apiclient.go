@@ -13,6 +13,7 @@ import (
 
 // apiClient talks to a running wwboot serve's API (/api/v1).
 type apiClient struct {
+	err   error  // a --token-file that cannot be used
 	base  string // server URL, no trailing slash
 	token []byte // nil: none (a loopback caller may read without)
 	http  *http.Client
@@ -23,12 +24,17 @@ type apiClient struct {
 // suffices for reads from the server's own machine).
 func (a *app) newAPIClient(server, tokenFile string, timeout time.Duration) *apiClient {
 	c := &apiClient{base: strings.TrimSuffix(server, "/"), http: &http.Client{Timeout: timeout}}
-	if tokenFile == "" {
+	explicit := tokenFile != ""
+	if !explicit {
 		tokenFile = a.path(apiTokenFile)
 	}
-	if tok, err := readAPIToken(tokenFile); err == nil {
-		c.token = tok
-	} else if a.log != nil {
+	tok, err := readAdminToken(tokenFile)
+	switch {
+	case err == nil:
+		c.token = []byte(tok)
+	case explicit:
+		c.err = err // a token file the user named must be usable
+	case a.log != nil:
 		a.log.Debug("no API token", "err", err)
 	}
 	return c
@@ -52,6 +58,9 @@ func (e *apiStatusError) Error() string {
 // do sends method path with body (nil: none) and decodes a JSON answer into
 // out when the code is one of ok.
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any, ok ...int) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -94,7 +103,8 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 	_ = json.Unmarshal(b, &e)
 	se := &apiStatusError{URL: u, Code: resp.StatusCode, Status: resp.Status, Msg: e.Error}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		se.Msg += " (the token is in ROOT/admin.token on the server: run as a user who can read it, or pass --token-file)"
+		se.Msg += " (ask from the server itself, from one of its admin networks (wwboot.conf: admin networks), " +
+			"or with its token: ROOT/admin.token on the server, readable by you, or --token-file)"
 	}
 	return resp.StatusCode, se
 }
