@@ -240,18 +240,20 @@ func BuiltinTime() time.Time {
 // is one Warewulf 4.7's distribution gives an overlay wwboot has under
 // another name, so that a nodes.conf brought from Warewulf renders
 // unchanged: "debian.interfaces" (Warewulf's /etc/network/interfaces.d
-// writer) is "ifupdown". The overlay keeps the name it was asked by (its
+// writer) is "ifupdown", "systemd.networkd" is "systemd-networkd". The overlay keeps the name it was asked by (its
 // archive, cache and messages say "debian.interfaces").
 func BuiltinAlias(name string) (target string, ok bool) {
 	switch name {
 	case "debian.interfaces":
 		return "ifupdown", true
+	case "systemd.networkd":
+		return "systemd-networkd", true
 	}
 	return "", false
 }
 
 // builtinAliasNames lists the names BuiltinAlias accepts.
-func builtinAliasNames() []string { return []string{"debian.interfaces"} }
+func builtinAliasNames() []string { return []string{"debian.interfaces", "systemd.networkd"} }
 
 // loadBuiltin reads a built-in overlay from the embedded tree.
 func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {

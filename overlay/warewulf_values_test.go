@@ -212,4 +212,11 @@ func TestWarewulfOverlayValues(t *testing.T) {
 		assert.True(t, ok)
 		assert.Equal(t, "ifupdown", target)
 	})
+	t.Run("systemd.networkd is systemd-networkd", func(t *testing.T) {
+		m := renderWW(t, ifcfgConf, "systemd.networkd", nil)
+		assert.NotEmpty(t, m)
+		target, ok := BuiltinAlias("systemd.networkd")
+		assert.True(t, ok)
+		assert.Equal(t, "systemd-networkd", target)
+	})
 }
