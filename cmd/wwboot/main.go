@@ -67,7 +67,7 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	cmd.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug messages")
 	for _, sub := range []func(*app) *cobra.Command{
 		newInitCmd, newNodeCmdWithConsole, newProfileCmd, newImageCmd, newOverlayCmd, newServeCmd, newStatusCmd, newAgentCmd,
-		newKeysCmd, newPowerCmd, newSlurmCmd,
+		newKeysCmd, newPowerCmd, newSlurmCmd, newImportCmd,
 	} {
 		cmd.AddCommand(sub(a))
 	}
