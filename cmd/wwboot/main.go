@@ -72,5 +72,6 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	} {
 		cmd.AddCommand(sub(a))
 	}
+	addCompletions(a, cmd)
 	return cmd
 }

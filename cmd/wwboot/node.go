@@ -18,6 +18,7 @@ func newNodeCmd(a *app) *cobra.Command {
 	cmd.AddCommand(newRecordCmds(a, nodeKind)...)
 	cmd.AddCommand(newNodeImportCmd(a))
 	cmd.AddCommand(newNodeCheckCmd(a))
+	cmd.AddCommand(newNodeStatusCmd(a))
 	return cmd
 }
 
