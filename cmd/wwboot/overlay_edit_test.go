@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -111,4 +112,24 @@ func TestOverlayEditCommands(t *testing.T) {
 	assert.NoDirExists(t, filepath.Join(root, "overlays", "site"))
 	_, err = run(t, root, "overlay", "delete", "wwinit")
 	assert.ErrorContains(t, err, "is built in")
+}
+
+// FuzzOverlayFile: a FILE argument that overlayFile accepts is a clean,
+// relative path with no ".." element, so it names a file inside the overlay.
+func FuzzOverlayFile(f *testing.F) {
+	for _, s := range []string{"etc/motd", "/etc/motd", "../x", "a/../../b", "//", ".", "a/./b//c", "\x00", "..", "a/..b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := overlayFile(s)
+		if err != nil {
+			return
+		}
+		require.NotEmpty(t, c)
+		require.False(t, filepath.IsAbs(c), "%q -> %q", s, c)
+		require.Equal(t, filepath.Clean(c), c)
+		for _, el := range strings.Split(c, "/") {
+			require.NotEqual(t, "..", el, "%q -> %q", s, c)
+		}
+	})
 }
