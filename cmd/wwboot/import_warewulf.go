@@ -96,6 +96,7 @@ type warewulfImport struct {
 	a         *app
 	src       string // the Warewulf server's root (/ on the server itself)
 	overwrite bool
+	images    []string // image names nodes.conf uses
 	// report lines by section
 	taken, changed, left []string
 	failed               []string
@@ -232,6 +233,7 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 			w.change("profile default: Warewulf's replaced the one 'wwboot init' wrote, so nodes keep Warewulf's overlay lists and kernel arguments")
 		}
 		names = overlayNames(in)
+		w.images = imageNames(in)
 	}
 
 	// Host keys.
@@ -272,6 +274,13 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 
 	// Images.
 	w.importImages(cmd, paths("wwchrootdir", "/var/lib/warewulf/chroots"), w.in("/var/lib/warewulf/images"))
+	if st, err := image.OpenStore(a.path("images")); err == nil {
+		for _, n := range w.images {
+			if _, err := st.Lookup(ctx, n); err != nil {
+				w.fail("image %s is named in nodes.conf but was not imported: nodes that boot it get no image until 'wwboot image import TREE %s'", n, n)
+			}
+		}
+	}
 
 	w.print()
 	if len(w.failed) > 0 {
@@ -431,6 +440,24 @@ func overlayNames(c *nodedb.Config) []string {
 			}
 			for _, n := range append(append([]string{}, r.SystemOverlay...), r.RuntimeOverlay...) {
 				seen[strings.TrimPrefix(n, "~")] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// imageNames lists the images a nodes.conf's profiles and nodes name.
+func imageNames(c *nodedb.Config) []string {
+	seen := map[string]bool{}
+	for _, recs := range []map[string]*nodedb.Record{c.NodeProfiles, c.Nodes} {
+		for _, r := range recs {
+			if r != nil && r.ImageName != "" {
+				seen[r.ImageName] = true
 			}
 		}
 	}

@@ -267,12 +267,13 @@ func TestImportWarewulf(t *testing.T) {
 // neither a site overlay nor built in fails the import, and the report
 // says which and where to put it.
 func TestImportWarewulfMissingOverlay(t *testing.T) {
-	src, _ := warewulfTree(t, "nodes:\n  n9:\n    system overlay: [wwinit, gpu-drivers]\n")
+	src, _ := warewulfTree(t, "nodes:\n  n9:\n    image name: rocky8\n    system overlay: [wwinit, gpu-drivers]\n")
 	root := t.TempDir()
 	out, err := run(t, root, "import", "warewulf", src)
 	require.Error(t, err)
 	assert.Contains(t, out, "FAILED:")
 	assert.Contains(t, out, "overlay gpu-drivers is named in nodes.conf but is neither in")
+	assert.Contains(t, out, "image rocky8 is named in nodes.conf but was not imported")
 	assert.Contains(t, mustRun(t, root, "node", "list"), "n9", "what could be taken over was")
 
 	_, err = run(t, root, "import", "warewulf", t.TempDir())
