@@ -205,6 +205,14 @@ func TestWarewulfOverlayValues(t *testing.T) {
 		assert.Contains(t, d, "n1")
 		assert.Contains(t, d, "    default: wwnet0\n    default: 192.168.3.21/24\n    default: e6:92:39:49:7b:03\n")
 	})
+	t.Run("hosts", func(t *testing.T) {
+		// Warewulf's hosts overlay names the server "warewulf" (the default
+		// profile's fstab mounts warewulf:/home) and each address
+		// NODE-NETDEV and NODE-DEVICE.
+		d := renderWW(t, ifcfgConf, "hosts", nil)["etc/hosts"].data
+		assert.Contains(t, d, "\n192.168.1.254  head warewulf\n")
+		assert.Contains(t, d, "\n192.168.3.21  n1 n1-default n1-wwnet0")
+	})
 	t.Run("debian.interfaces is ifupdown", func(t *testing.T) {
 		m := renderWW(t, ifcfgConf, "debian.interfaces", nil)
 		assert.Contains(t, m["etc/network/interfaces.d/wwboot-default"].data, "iface wwnet0 inet static")
