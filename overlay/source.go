@@ -29,13 +29,16 @@ var builtinFS embed.FS
 func builtinMode(overlay, p string, dir bool) fs.FileMode {
 	switch overlay + "/" + p {
 	case "wwinit/init", "wwclient/usr/sbin/wwboot-agent.ww",
-		"udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname":
+		"udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname",
+		"sfdisk/warewulf/wwinit.d/10-sfdisk.sh.ww", "mkfs/warewulf/wwinit.d/20-mkfs.sh.ww",
+		"mkswap/warewulf/wwinit.d/20-mkswap.sh.ww", "ignition/warewulf/wwinit.d/10-ignition.sh.ww":
 		return 0o755
 	case "ssh.host_keys/etc/ssh/ssh_host_ed25519_key.ww",
 		"ssh.host_keys/etc/ssh/ssh_host_ecdsa_key.ww",
 		"ssh.host_keys/etc/ssh/ssh_host_rsa_key.ww",
 		"NetworkManager/etc/NetworkManager/system-connections/wwboot.nmconnection.ww",
-		"ssh.authorized_keys/root/.ssh/authorized_keys.ww":
+		"ssh.authorized_keys/root/.ssh/authorized_keys.ww",
+		"netplan/etc/netplan/warewulf.yaml.ww": // netplan warns about group- or world-readable files
 		return 0o600
 	case "ssh.authorized_keys/root", "ssh.authorized_keys/root/.ssh":
 		return 0o700
@@ -233,9 +236,32 @@ func BuiltinTime() time.Time {
 	return time.Unix(BuiltinEpoch, 0).UTC()
 }
 
+// BuiltinAlias returns the built-in overlay that name stands for when name
+// is one Warewulf 4.7's distribution gives an overlay wwboot has under
+// another name, so that a nodes.conf brought from Warewulf renders
+// unchanged: "debian.interfaces" (Warewulf's /etc/network/interfaces.d
+// writer) is "ifupdown", "systemd.networkd" is "systemd-networkd". The overlay keeps the name it was asked by (its
+// archive, cache and messages say "debian.interfaces").
+func BuiltinAlias(name string) (target string, ok bool) {
+	switch name {
+	case "debian.interfaces":
+		return "ifupdown", true
+	case "systemd.networkd":
+		return "systemd-networkd", true
+	}
+	return "", false
+}
+
+// builtinAliasNames lists the names BuiltinAlias accepts.
+func builtinAliasNames() []string { return []string{"debian.interfaces", "systemd.networkd"} }
+
 // loadBuiltin reads a built-in overlay from the embedded tree.
 func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {
-	root := "builtin/" + name + "/rootfs"
+	dir := name
+	if target, ok := BuiltinAlias(name); ok {
+		dir = target
+	}
+	root := "builtin/" + dir + "/rootfs"
 	if _, err := fs.Stat(builtinFS, root); err != nil {
 		return nil, fmt.Errorf("overlay %q: not in %s nor built in: create %s/%s/rootfs or remove it from the node's overlay list: %w",
 			name, r.opts.SiteDir, r.opts.SiteDir, name, ErrNotFound)
@@ -250,7 +276,7 @@ func (r *Renderer) loadBuiltin(name string) (*Overlay, error) {
 		if rel == "" {
 			return nil
 		}
-		f := &File{Path: rel, Mode: builtinMode(name, rel, d.IsDir()), MTime: mtime}
+		f := &File{Path: rel, Mode: builtinMode(dir, rel, d.IsDir()), MTime: mtime}
 		if d.IsDir() {
 			f.Mode |= fs.ModeDir
 		} else if f.Data, err = builtinFS.ReadFile(p); err != nil {
@@ -305,6 +331,9 @@ func (r *Renderer) Names() ([]string, error) {
 	ents, _ := fs.ReadDir(builtinFS, "builtin")
 	for _, e := range ents {
 		seen[e.Name()] = true
+	}
+	for _, n := range builtinAliasNames() {
+		seen[n] = true
 	}
 	out := make([]string, 0, len(seen))
 	for n := range seen {

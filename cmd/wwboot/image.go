@@ -31,6 +31,7 @@ trees unpacked from archives under roots/, and index.json with one record per im
 		newImageImportCmd(a), newImageBuildCmd(a), newImageListCmd(a), newImageShowCmd(a),
 		newImageDeleteCmd(a), newImageKernelsCmd(a), newImagePruneCmd(a),
 	)
+	cmd.AddCommand(newImageCopyCmds(a)...)
 	return cmd
 }
 

@@ -23,6 +23,7 @@ type app struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	log     *slog.Logger
+	getenv  func(string) string // os.Getenv in main, a map lookup in tests
 }
 
 // path joins elements onto the state directory.
@@ -43,7 +44,7 @@ func main() {
 // newRootCmd builds the command tree. getenv is os.Getenv in main and a map
 // lookup in tests.
 func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
-	a := &app{stdout: stdout, stderr: stderr}
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
 	defRoot := getenv("WWBOOT_ROOT")
 	if defRoot == "" {
 		defRoot = "/var/lib/wwboot"
@@ -67,9 +68,10 @@ func newRootCmd(stdout, stderr io.Writer, getenv func(string) string) *cobra.Com
 	cmd.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log debug messages")
 	for _, sub := range []func(*app) *cobra.Command{
 		newInitCmd, newNodeCmdWithConsole, newProfileCmd, newImageCmd, newOverlayCmd, newServeCmd, newStatusCmd, newAgentCmd,
-		newKeysCmd, newPowerCmd, newSlurmCmd,
+		newKeysCmd, newPowerCmd, newSlurmCmd, newImportCmd,
 	} {
 		cmd.AddCommand(sub(a))
 	}
+	addCompletions(a, cmd)
 	return cmd
 }

@@ -160,10 +160,13 @@ func TestNodeImportMergesAWarewulfFile(t *testing.T) {
 	root := t.TempDir()
 	mustRun(t, root, "init")
 	src := filepath.Join("..", "..", "nodedb", "testdata", "full.conf")
+	// Right after init, the file's default profile replaces init's.
+	out := mustRun(t, root, "node", "import", src)
+	assert.Contains(t, out, "4 added, 1 replaced")
 	_, err := run(t, root, "node", "import", src)
 	assert.ErrorContains(t, err, `profile "default" is already in the inventory`)
-	out := mustRun(t, root, "node", "import", src, "--overwrite")
-	assert.Contains(t, out, "4 added, 1 replaced")
+	out = mustRun(t, root, "node", "import", src, "--overwrite")
+	assert.Contains(t, out, "0 added, 5 replaced")
 	out = mustRun(t, root, "node", "show", "n1", "-o", "json")
 	assert.Contains(t, out, `"image name": "rocky-9"`)
 }

@@ -18,6 +18,7 @@ func newNodeCmd(a *app) *cobra.Command {
 	cmd.AddCommand(newRecordCmds(a, nodeKind)...)
 	cmd.AddCommand(newNodeImportCmd(a))
 	cmd.AddCommand(newNodeCheckCmd(a))
+	cmd.AddCommand(newNodeStatusCmd(a))
 	return cmd
 }
 
@@ -317,31 +318,18 @@ func newNodeImportCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var added, replaced int
+			var res mergeResult
 			err = a.update(cmd.Context(), func(c *nodedb.Config) error {
-				added, replaced = 0, 0
-				for _, sec := range []struct {
-					what     string
-					dst, src map[string]*nodedb.Record
-				}{{"profile", c.NodeProfiles, in.NodeProfiles}, {"node", c.Nodes, in.Nodes}} {
-					for name, r := range sec.src {
-						if _, ok := sec.dst[name]; ok {
-							if !overwrite {
-								return fmt.Errorf("%s: %s %q is already in the inventory: pass --overwrite to replace it", args[0], sec.what, name)
-							}
-							replaced++
-						} else {
-							added++
-						}
-						sec.dst[name] = r
-					}
-				}
-				return nil
+				res, err = mergeNodesConf(c, in, args[0], overwrite)
+				return err
 			}, "imported", "node", nil)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "imported %s: %d added, %d replaced\n", args[0], added, replaced)
+			fmt.Fprintf(a.stdout, "imported %s: %d added, %d replaced\n", args[0], res.added, res.replaced)
+			if res.initDefault {
+				fmt.Fprintf(a.stdout, "its default profile replaced the one 'wwboot init' wrote (unchanged since)\n")
+			}
 			return nil
 		},
 	}

@@ -47,6 +47,7 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 		newOverlayRenderCmd(a, f),
 		newOverlayBuildCmd(a, f),
 	)
+	cmd.AddCommand(newOverlayEditCmds(a, f)...)
 	return cmd
 }
 
