@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wwboot/wwboot/names"
 )
 
 // ErrNotFound is returned (possibly wrapped) for an image name the store
@@ -129,16 +130,11 @@ const (
 	checkPeriod = time.Second
 )
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
-
-// ValidName reports whether name can name an image: letters, digits, ".",
-// "_", "+", "-", starting with a letter or digit, at most 128 characters.
-func ValidName(name string) error {
-	if !validName.MatchString(name) {
-		return fmt.Errorf("image name %q: use letters, digits, '.', '_', '+', '-' (starting with a letter or digit, at most 128)", name)
-	}
-	return nil
-}
+// ValidName reports whether name can name an image: the one naming rule of
+// package names (Warewulf's image.ValidName, internal/pkg/image/util.go:
+// letters, digits, '_', '-', '.', ':'), so "rocky8:8.x" is an image name
+// here as it is in nodes.conf.
+func ValidName(name string) error { return names.Check("image", name) }
 
 // OpenStore opens (creating if needed) the image store in dir.
 func OpenStore(dir string) (*Store, error) {

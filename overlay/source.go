@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/wwboot/wwboot/names"
 )
 
 //go:embed all:builtin
@@ -103,21 +105,9 @@ func (f *File) OutputPath() string {
 	return f.Path
 }
 
-// validName reports whether s can name an overlay (Warewulf's rule:
-// letters, digits, '-', '.', '_' and ':', not "." or "..").
-func validName(s string) bool {
-	if s == "" || s == "." || s == ".." || len(s) > 255 {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == ':':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether s can name an overlay: the one naming rule of
+// package names (Warewulf's).
+func validName(s string) bool { return names.Valid(s) }
 
 // siteRoot returns the rootfs directory of site overlay name, or "" if the
 // site has no such overlay.
