@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -149,24 +151,24 @@ func (s *state) funcs() template.FuncMap {
 		"abort":    func() string { s.aborted = true; return "" },
 		"nobackup": func() string { return "" },
 		"Include": func(p string) string {
-			p = s.sysconf(p)
-			s.stamp(p)
-			data, err := os.ReadFile(p)
+			data, err := s.include(p)
 			if err != nil && s.r != nil {
 				s.r.log.Debug("overlay: Include found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
 			}
 			return trimNL(string(data))
 		},
 		"IncludeBlock": func(p, stop string) (string, error) {
-			p = s.sysconf(p)
-			s.stamp(p)
-			f, err := os.Open(p)
+			data, err := s.include(p)
 			if err != nil {
-				return "", fmt.Errorf("IncludeBlock %s: %w", p, err)
+				// Warewulf (templateFileBlock) logs and gives the stop
+				// string alone, so the rest of the template still renders.
+				if s.r != nil {
+					s.r.log.Info("overlay: IncludeBlock found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
+				}
+				return stop, nil
 			}
-			defer f.Close()
 			var b strings.Builder
-			sc := bufio.NewScanner(f)
+			sc := bufio.NewScanner(bytes.NewReader(data))
 			sc.Buffer(nil, 16<<20)
 			for sc.Scan() {
 				if strings.Contains(sc.Text(), stop) {
@@ -202,16 +204,89 @@ func (s *state) funcs() template.FuncMap {
 			return s.hostKey(typ, true)
 		},
 		"MachineID": s.machineID,
+		"IgnitionJson": func() string {
+			if s.node == nil {
+				return ""
+			}
+			return IgnitionJSON(s.node)
+		},
 	}
 }
 
-// sysconf resolves a relative Include path against Paths.Sysconfdir, as
-// Warewulf does.
-func (s *state) sysconf(p string) string {
-	if strings.HasPrefix(p, "/") || s.r == nil {
-		return p
+// include reads p for Include and IncludeBlock, as Warewulf's
+// templateFileInclude and templateFileBlock (internal/pkg/overlay/funcmap.go)
+// do: an absolute path as it is, a relative one below
+// Paths.Sysconfdir/warewulf (e.g. /etc/warewulf/keys/ssh_host_rsa_key).
+// A relative path stays in that directory: ".." and symlinks that leave it
+// are refused (os.Root). When Warewulf's key files keys/ssh_host_TYPE_key
+// and .pub are not there, they come from wwboot's cluster-wide key set
+// (Options.KeyDir/shared, created on first use): Warewulf's ssh.host_keys
+// overlay then gives every node the same real keys, as it does on a
+// Warewulf server, instead of empty files.
+func (s *state) include(p string) ([]byte, error) {
+	if strings.HasPrefix(p, "/") {
+		s.stamp(p)
+		return os.ReadFile(p)
 	}
-	return filepath.Join(s.r.opts.Server.Paths.Sysconfdir, p)
+	base := s.sysconfWarewulf()
+	s.stamp(filepath.Join(base, p))
+	data, err := readInRoot(base, p)
+	if errors.Is(err, fs.ErrNotExist) && s.r != nil && s.r.opts.KeyDir != "" {
+		if typ, public, ok := warewulfKeyFile(p); ok {
+			k, kerr := s.r.sharedKeys.get("", typ)
+			if kerr != nil {
+				return nil, kerr
+			}
+			s.reads = append(s.reads, k.stamps...)
+			if public {
+				return []byte(k.public), nil
+			}
+			return []byte(k.private), nil
+		}
+	}
+	return data, err
+}
+
+// sysconfWarewulf is Warewulf's configuration directory,
+// Paths.Sysconfdir/warewulf.
+func (s *state) sysconfWarewulf() string {
+	dir := "/etc"
+	if s.r != nil {
+		dir = s.r.opts.Server.Paths.Sysconfdir
+	}
+	return filepath.Join(dir, "warewulf")
+}
+
+// readInRoot reads the relative path rel below dir without leaving it.
+func readInRoot(dir, rel string) ([]byte, error) {
+	f, err := os.OpenInRoot(dir, rel)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", filepath.Join(dir, rel))
+	}
+	return io.ReadAll(f)
+}
+
+// warewulfKeyFile recognizes Warewulf's host key files below its
+// configuration directory: keys/ssh_host_TYPE_key and its .pub.
+func warewulfKeyFile(p string) (typ string, public bool, ok bool) {
+	name, found := strings.CutPrefix(path.Clean(p), "keys/ssh_host_")
+	if !found {
+		return "", false, false
+	}
+	name, public = strings.CutSuffix(name, ".pub")
+	typ, found = strings.CutSuffix(name, "_key")
+	if !found || !validKeyType(typ) {
+		return "", false, false
+	}
+	return typ, public, true
 }
 
 func (s *state) stamp(p string) { s.reads = append(s.reads, stampOf(p)) }
