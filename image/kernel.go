@@ -99,9 +99,14 @@ func DefaultKernel(fsys fs.FS) (Kernel, error) {
 	return Kernel{}, fmt.Errorf("no kernel in the image (looked for /boot/vmlinuz-* and /lib/modules/*/vmlinuz, skipping debug and rescue builds): install one in the image or pass --kernel: %w", fs.ErrNotExist)
 }
 
-// resolveInTree follows symlinks of p inside fsys (absolute targets are taken
-// relative to the tree root, ".." stops at the root) and returns the real
-// slash path and its info.
+// ResolveInTree follows the symlinks of the slash path p inside the tree
+// fsys as a chroot would: absolute targets are taken from the tree root,
+// ".." stops at the root. It returns the real slash path (no symlink in
+// it) and its info; nothing outside the tree is read.
+func ResolveInTree(fsys fs.FS, p string) (string, fs.FileInfo, error) {
+	return resolveInTree(fsys, p)
+}
+
 func resolveInTree(fsys fs.FS, p string) (string, fs.FileInfo, error) {
 	parts := strings.Split(p, "/")
 	var done []string

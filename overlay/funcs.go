@@ -15,6 +15,8 @@ import (
 	"text/template"
 
 	"github.com/Masterminds/sprig/v3"
+
+	"github.com/wwboot/wwboot/image"
 )
 
 // baseFuncs are the functions every template sees: sprig's text functions,
@@ -180,19 +182,18 @@ func (s *state) funcs() template.FuncMap {
 			b.WriteString(stop)
 			return b.String(), sc.Err()
 		},
-		"IncludeFrom": func(image, p string) string {
-			if image == "" || s.r == nil || s.r.opts.ImageRoot == nil {
+		"IncludeFrom": func(img, p string) string {
+			if img == "" || s.r == nil || s.r.opts.ImageRoot == nil {
 				return ""
 			}
-			root := s.r.opts.ImageRoot(image)
+			root := s.r.opts.ImageRoot(img)
 			if root == "" {
+				s.r.log.Warn("overlay: IncludeFrom names an image that does not exist", "overlay", s.overlay, "file", s.file, "image", img, "path", p)
 				return ""
 			}
-			full := filepath.Join(root, filepath.Clean("/"+p))
-			s.stamp(full)
-			data, err := os.ReadFile(full)
+			data, err := s.includeFrom(root, p)
 			if err != nil {
-				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", image, "path", p, "err", err)
+				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", img, "path", p, "err", err)
 			}
 			return trimNL(string(data))
 		},
@@ -245,6 +246,27 @@ func (s *state) include(p string) ([]byte, error) {
 		}
 	}
 	return data, err
+}
+
+// includeFrom reads the file p of the image tree root as the node would
+// see it: symlinks are followed inside the tree, as in a chroot (an
+// absolute target starts at the tree's root), and nothing outside the
+// tree is read. Warewulf's templateImageFileInclude reads
+// ROOT/p with the host's view of symlinks.
+func (s *state) includeFrom(root, p string) ([]byte, error) {
+	rel := strings.TrimPrefix(path.Clean("/"+p), "/")
+	s.stamp(filepath.Join(root, filepath.FromSlash(rel)))
+	real, fi, err := image.ResolveInTree(os.DirFS(root), rel)
+	if err != nil {
+		return nil, err
+	}
+	if real != rel {
+		s.stamp(filepath.Join(root, filepath.FromSlash(real)))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", p)
+	}
+	return readInRoot(root, real)
 }
 
 // sysconfWarewulf is Warewulf's configuration directory,

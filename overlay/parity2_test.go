@@ -215,3 +215,32 @@ func TestBuiltinBuildSource(t *testing.T) {
 		}
 	}
 }
+
+// TestIncludeFromStaysInTheImage: IncludeFrom follows symlinks as the
+// node would see them (absolute targets from the image root) and never
+// reads outside the image tree.
+func TestIncludeFromStaysInTheImage(t *testing.T) {
+	img := t.TempDir()
+	outside := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(img, "etc"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(img, "etc", "os-release"), []byte("ID=rocky\n"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(outside, "secret"), []byte("host secret\n"), 0o644))
+	require.NoError(t, os.Symlink("/etc/os-release", filepath.Join(img, "etc", "abs-link")))
+	require.NoError(t, os.Symlink("../../../../../../.."+outside+"/secret", filepath.Join(img, "etc", "dotdot-link")))
+	require.NoError(t, os.Symlink(outside+"/secret", filepath.Join(img, "etc", "host-link")))
+	m := renderOne(t, map[string]string{"etc/from.ww": `a=[{{ IncludeFrom "img" "/etc/os-release" }}]
+abs=[{{ IncludeFrom "img" "etc/abs-link" }}]
+dotdot=[{{ IncludeFrom "img" "/etc/dotdot-link" }}]
+host=[{{ IncludeFrom "img" "/etc/host-link" }}]
+up=[{{ IncludeFrom "img" "../../../../` + outside + `/secret" }}]
+none=[{{ IncludeFrom "nosuch" "/etc/os-release" }}]
+`}, "nodes:\n  n1: {}\n", "n1", func(o *Options) {
+		o.ImageRoot = func(name string) string {
+			if name == "img" {
+				return img
+			}
+			return ""
+		}
+	})
+	assert.Equal(t, "a=[ID=rocky]\nabs=[ID=rocky]\ndotdot=[]\nhost=[]\nup=[]\nnone=[]\n", m["etc/from"].data)
+}
