@@ -361,6 +361,10 @@ type BuildResult struct {
 	// left out or archived empty (see DefaultHostFiles); empty when not
 	// Rebuilt.
 	HostFilesOut, HostFilesEmptied []string
+	// Xattrs are the files whose security extended attributes (file
+	// capabilities) the build recorded in XattrManifest, to be restored
+	// on the node at boot; empty when not Rebuilt.
+	Xattrs []string
 }
 
 // Import makes the image name from src: a directory (the image is built from
@@ -467,6 +471,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		o.Level = o.Compression.DefaultLevel()
 	}
 	fsys := os.DirFS(root)
+	o.XattrRoot = root
 	kern, kernFile, err := s.kernelFor(fsys, root, bo.Kernel)
 	if err != nil {
 		return BuildResult{}, err
@@ -541,7 +546,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 	if err != nil {
 		return BuildResult{}, err
 	}
-	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied}, nil
+	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied, Xattrs: res.Xattrs}, nil
 }
 
 func combine(treeFP, kernelID string) string {

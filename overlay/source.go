@@ -30,7 +30,7 @@ var builtinFS embed.FS
 // "overlay/path-in-rootfs".
 func builtinMode(overlay, p string, dir bool) fs.FileMode {
 	switch overlay + "/" + p {
-	case "wwinit/init", "wwclient/usr/sbin/wwboot-agent.ww",
+	case "wwinit/init", "wwinit/etc/wwboot/restore-xattrs", "wwclient/usr/sbin/wwboot-agent.ww",
 		"udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname":
 		return 0o755
 	case "ssh.host_keys/etc/ssh/ssh_host_ed25519_key.ww",

@@ -158,6 +158,24 @@ func printResult(w io.Writer, res image.BuildResult, took time.Duration) {
 	if l := hostFilesLine(res); l != "" {
 		fmt.Fprintln(w, l)
 	}
+	if l := xattrsLine(res); l != "" {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// xattrsLine is the one-line note on the file capabilities (security
+// extended attributes) a build recorded ("" when none): newc cpio cannot
+// carry them, the wwinit overlay's /init restores them.
+func xattrsLine(res image.BuildResult) string {
+	if len(res.Xattrs) == 0 {
+		return ""
+	}
+	list := strings.Join(res.Xattrs, " ")
+	if len(res.Xattrs) > 8 {
+		list = fmt.Sprintf("%s and %d more", strings.Join(res.Xattrs[:8], " "), len(res.Xattrs)-8)
+	}
+	return fmt.Sprintf("%s: file capabilities of %d files (%s) recorded in /%s; the wwinit overlay restores them at boot (needs setfattr, python3 or setcap in the image)",
+		res.Name, len(res.Xattrs), list, image.XattrManifest)
 }
 
 // hostFilesLine is the one-line summary of the per-host files a build left
