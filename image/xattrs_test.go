@@ -174,3 +174,37 @@ func TestXattrManifestRoundTrip(t *testing.T) {
 	assert.False(t, keepXattr("security.selinux"))
 	assert.False(t, keepXattr("user.comment"))
 }
+
+// FuzzParseXattrManifest: a manifest comes with an image tree; whatever it
+// holds, parsing returns an error or attributes that write back the same.
+func FuzzParseXattrManifest(f *testing.F) {
+	f.Add("security.capability 0x0100000200200000000000000000000000000000 cap_net_raw=ep /usr/bin/ping\n")
+	f.Add("# comment\n\nsecurity.ima 0x0302 - /a b\n")
+	f.Add("security.capability zz - /x\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		xs, err := ParseXattrManifest(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		var b bytes.Buffer
+		require.NoError(t, WriteXattrManifest(&b, xs))
+		again, err := ParseXattrManifest(&b)
+		require.NoError(t, err)
+		for _, x := range again {
+			assert.True(t, strings.HasPrefix(x.Path, "/"))
+		}
+	})
+}
+
+// FuzzKernelVersionOf: any path gives a version that is a substring of it
+// (or ""), and never panics.
+func FuzzKernelVersionOf(f *testing.F) {
+	f.Add("/lib/modules/5.14.0-427.37.1.el9_4.aarch64/vmlinuz")
+	f.Add("/boot/vmlinuz-6.12.0-211.16.1.el10_2.0.1.x86_64")
+	f.Add("/boot/vmlinuz-1.2.3-..4")
+	f.Fuzz(func(t *testing.T, p string) {
+		v := KernelVersionOf(p)
+		assert.True(t, v == "" || strings.Contains(p, v))
+		_, _ = CapabilityText([]byte(p))
+	})
+}
