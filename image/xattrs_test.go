@@ -1,6 +1,7 @@
 package image
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -207,4 +208,42 @@ func FuzzKernelVersionOf(f *testing.F) {
 		assert.True(t, v == "" || strings.Contains(p, v))
 		_, _ = CapabilityText([]byte(p))
 	})
+}
+
+// TestTarXattrsAreRecorded: a rootfs tarball (or container layer) carries
+// a file capability as a PAX record SCHILY.xattr.security.capability
+// (GNU tar --xattrs, container layers); Store.Import keeps it on the
+// unpacked tree, records it in the image's XattrManifest and says so.
+func TestTarXattrsAreRecorded(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "getcap")
+	capv := []byte{0x01, 0, 0, 0x02, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0} // cap_net_raw=ep
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "usr/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: treeTime},
+		{Name: "usr/bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: treeTime},
+		{Name: "usr/bin/ping", Typeflag: tar.TypeReg, Mode: 0o755, Size: 3, ModTime: treeTime, Format: tar.FormatPAX,
+			PAXRecords: map[string]string{"SCHILY.xattr.security.capability": string(capv), "SCHILY.xattr.user.note": "x"}},
+	} {
+		require.NoError(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte("elf"))
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, tw.Close())
+	src := filepath.Join(t.TempDir(), "rootfs.tar")
+	require.NoError(t, os.WriteFile(src, buf.Bytes(), 0o644))
+	s, err := OpenStore(filepath.Join(t.TempDir(), "images"))
+	require.NoError(t, err)
+	res, err := s.Import(context.Background(), src, "caps", BuildOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/usr/bin/ping"}, res.Xattrs)
+	assert.Equal(t, "cap_net_raw=ep", getcap(t, filepath.Join(res.Root, "usr/bin/ping")))
+	root := gnuUnpack(t, res.Path, Gzip)
+	manifest, err := os.ReadFile(filepath.Join(root, XattrManifest))
+	require.NoError(t, err)
+	assert.Contains(t, string(manifest), "security.capability 0x0100000200200000000000000000000000000000 cap_net_raw=ep /usr/bin/ping\n")
+	assert.NotContains(t, string(manifest), "user.note", "only security attributes")
 }
