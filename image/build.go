@@ -2,6 +2,7 @@ package image
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -54,6 +55,11 @@ type Options struct {
 	Expect Stats
 	// Log receives debug messages (skipped entries); nil discards them.
 	Log *slog.Logger
+	// XattrRoot is the host directory fsys reads (BuildDir and the Store
+	// set it). When set, the security extended attributes of the tree's
+	// files and directories (file capabilities...) are recorded in the
+	// archive's XattrManifest, which newc cannot carry otherwise.
+	XattrRoot string
 }
 
 // Progress reports how far a build is.
@@ -98,11 +104,14 @@ type Result struct {
 	// HostFilesOut are the per-host files (and directories) left out,
 	// and HostFilesEmptied those archived empty, as "/path", in walk order.
 	HostFilesOut, HostFilesEmptied []string
+	// Xattrs are the paths ("/usr/bin/ping") whose security extended
+	// attributes were recorded in XattrManifest, in walk order.
+	Xattrs []string
 }
 
 // fingerprintVersion changes whenever the archive layout produced from the
 // same tree changes, invalidating earlier fingerprints.
-const fingerprintVersion = "wwboot-image-2"
+const fingerprintVersion = "wwboot-image-3"
 
 // BuildDir builds the tree at dir into w. See Build.
 func BuildDir(ctx context.Context, w io.Writer, dir string, opts Options) (Result, error) {
@@ -112,6 +121,9 @@ func BuildDir(ctx context.Context, w io.Writer, dir string, opts Options) (Resul
 	}
 	if !fi.IsDir() {
 		return Result{}, fmt.Errorf("image root %s: not a directory", dir)
+	}
+	if opts.XattrRoot == "" {
+		opts.XattrRoot = dir
 	}
 	return Build(ctx, w, os.DirFS(dir), opts)
 }
@@ -161,9 +173,27 @@ func Build(ctx context.Context, w io.Writer, fsys fs.FS, opts Options) (Result, 
 			res.HostFilesOut = append(res.HostFilesOut, "/"+name)
 		}
 	}
+	var xattrs []Xattr
+	var xattrTime time.Time // the manifest's mtime: its newest file's, so builds stay reproducible
 	err = walk(ctx, fsys, ex, hostOut, func(e *entry) error {
+		if e.name == XattrManifest {
+			return nil // written anew below
+		}
 		if err := writeEntry(fsys, cw, e, opts.Log); err != nil {
 			return err
+		}
+		if opts.XattrRoot != "" && (e.info.Mode().IsRegular() || e.info.IsDir()) {
+			xs, err := readXattrs(opts.XattrRoot, e.name)
+			if err != nil {
+				return err
+			}
+			if len(xs) > 0 {
+				xattrs = append(xattrs, xs...)
+				res.Xattrs = append(res.Xattrs, "/"+e.name)
+				if mt := e.info.ModTime(); mt.After(xattrTime) {
+					xattrTime = mt
+				}
+			}
 		}
 		fp.add(e)
 		ram.add(e)
@@ -180,6 +210,15 @@ func Build(ctx context.Context, w io.Writer, fsys fs.FS, opts Options) (Result, 
 	})
 	if err != nil {
 		return res, err
+	}
+	if len(xattrs) > 0 {
+		var m bytes.Buffer
+		if err := WriteXattrManifest(&m, xattrs); err != nil {
+			return res, err
+		}
+		if err := cw.WriteFile(XattrManifest, 0o644, 0, 0, xattrTime, m.Bytes()); err != nil {
+			return res, fmt.Errorf("writing /%s: %w", XattrManifest, err)
+		}
 	}
 	if err := cw.Close(); err != nil {
 		return res, err

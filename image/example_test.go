@@ -77,10 +77,10 @@ func ExampleWriter() {
 // Rank the kernels of a tree.
 func ExampleFindKernels() {
 	tree := fstest.MapFS{
-		"boot/vmlinuz-6.1.0-9-amd64":       {Data: []byte("k")},
-		"boot/vmlinuz-6.1.0-13-amd64":      {Data: []byte("k")},
-		"boot/vmlinuz-0-rescue-0123456789": {Data: []byte("k")},
-		"lib/modules/6.2.0-debug/vmlinuz":  {Data: []byte("k")},
+		"boot/vmlinuz-6.1.0-9-amd64":                   {Data: []byte("k")},
+		"boot/vmlinuz-6.1.0-13-amd64":                  {Data: []byte("k")},
+		"boot/vmlinuz-0-rescue-0123456789":             {Data: []byte("k")},
+		"lib/modules/6.2.0-1.el9.x86_64+debug/vmlinuz": {Data: []byte("k")},
 	}
 	ks, err := image.FindKernels(tree)
 	if err != nil {
@@ -92,6 +92,6 @@ func ExampleFindKernels() {
 	// Output:
 	// 6.1.0-13-amd64 boot/vmlinuz-6.1.0-13-amd64
 	// 6.1.0-9-amd64 boot/vmlinuz-6.1.0-9-amd64
-	// 6.2.0-debug lib/modules/6.2.0-debug/vmlinuz debug
+	// 6.2.0-1.el9.x86_64+debug lib/modules/6.2.0-1.el9.x86_64+debug/vmlinuz debug
 	// 0-rescue-0123456789 boot/vmlinuz-0-rescue-0123456789 rescue
 }

@@ -1,6 +1,7 @@
 package image
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -12,14 +13,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
+
+	"github.com/wwboot/wwboot/names"
 )
 
 // ErrNotFound is returned (possibly wrapped) for an image name the store
@@ -129,16 +132,11 @@ const (
 	checkPeriod = time.Second
 )
 
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
-
-// ValidName reports whether name can name an image: letters, digits, ".",
-// "_", "+", "-", starting with a letter or digit, at most 128 characters.
-func ValidName(name string) error {
-	if !validName.MatchString(name) {
-		return fmt.Errorf("image name %q: use letters, digits, '.', '_', '+', '-' (starting with a letter or digit, at most 128)", name)
-	}
-	return nil
-}
+// ValidName reports whether name can name an image: the one naming rule of
+// package names (Warewulf's image.ValidName, internal/pkg/image/util.go:
+// letters, digits, '_', '-', '.', ':'), so "rocky8:8.x" is an image name
+// here as it is in nodes.conf.
+func ValidName(name string) error { return names.Check("image", name) }
 
 // OpenStore opens (creating if needed) the image store in dir.
 func OpenStore(dir string) (*Store, error) {
@@ -363,6 +361,10 @@ type BuildResult struct {
 	// left out or archived empty (see DefaultHostFiles); empty when not
 	// Rebuilt.
 	HostFilesOut, HostFilesEmptied []string
+	// Xattrs are the files whose security extended attributes (file
+	// capabilities) the build recorded in XattrManifest, to be restored
+	// on the node at boot; empty when not Rebuilt.
+	Xattrs []string
 }
 
 // Import makes the image name from src: a directory (the image is built from
@@ -469,6 +471,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		o.Level = o.Compression.DefaultLevel()
 	}
 	fsys := os.DirFS(root)
+	o.XattrRoot = root
 	kern, kernFile, err := s.kernelFor(fsys, root, bo.Kernel)
 	if err != nil {
 		return BuildResult{}, err
@@ -543,7 +546,7 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 	if err != nil {
 		return BuildResult{}, err
 	}
-	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied}, nil
+	return BuildResult{Meta: m, Rebuilt: true, HostFilesOut: res.HostFilesOut, HostFilesEmptied: res.HostFilesEmptied, Xattrs: res.Xattrs}, nil
 }
 
 func combine(treeFP, kernelID string) string {
@@ -584,7 +587,14 @@ func (s *Store) kernelFor(fsys fs.FS, root, opt string) (Kernel, string, error) 
 	}
 	fi, err := os.Stat(opt)
 	if err != nil || !fi.Mode().IsRegular() {
-		return Kernel{}, "", fmt.Errorf("--kernel %s: not a file in the image nor on this host", opt)
+		// A version, as a node's kernel version names one in Warewulf
+		// (collection.Version: the first kernel whose version starts so).
+		if ks, err := FindKernels(fsys); err == nil {
+			if k, ok := KernelByVersion(ks, opt); ok {
+				return k, filepath.Join(root, filepath.FromSlash(k.Path)), nil
+			}
+		}
+		return Kernel{}, "", fmt.Errorf("--kernel %s: not a file in the image, a file on this host, nor the version of a kernel in the image (see wwboot image kernels)", opt)
 	}
 	abs, _ := filepath.Abs(opt)
 	return Kernel{Path: abs, Version: kernelVersion(abs, abs), Size: fi.Size()}, abs, nil
@@ -593,7 +603,7 @@ func (s *Store) kernelFor(fsys fs.FS, root, opt string) (Kernel, string, error) 
 // kernelVersion takes the version from a vmlinuz-VERSION name or from the
 // bzImage header (the kernel_version string the setup header points to).
 func kernelVersion(file, name string) string {
-	if v, ok := strings.CutPrefix(filepath.Base(name), "vmlinuz-"); ok && v != "" {
+	if v := versionFromPath(filepath.ToSlash(name)); v != "" {
 		return v
 	}
 	if filepath.Base(name) == "vmlinuz" {
@@ -648,6 +658,10 @@ func (s *Store) storeKernel(src string) (sum, path string, err error) {
 		return "", "", fmt.Errorf("kernel: %w", err)
 	}
 	defer in.Close()
+	r, err := decompressKernel(in)
+	if err != nil {
+		return "", "", fmt.Errorf("kernel %s: %w", src, err)
+	}
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), "kernel.*")
 	if err != nil {
 		return "", "", err
@@ -655,8 +669,12 @@ func (s *Store) storeKernel(src string) (sum, path string, err error) {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(tmp, h), in); err != nil {
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, maxKernelSize+1))
+	if err != nil {
 		return "", "", fmt.Errorf("copying kernel %s: %w", src, err)
+	}
+	if n > maxKernelSize {
+		return "", "", fmt.Errorf("kernel %s: more than %d MiB uncompressed: not a kernel", src, maxKernelSize>>20)
 	}
 	sum = hex.EncodeToString(h.Sum(nil))
 	name := "sha256-" + sum + ".vmlinuz"
@@ -664,6 +682,30 @@ func (s *Store) storeKernel(src string) (sum, path string, err error) {
 		return "", "", err
 	}
 	return sum, filepath.Join(s.dir, blobsDir, name), nil
+}
+
+// maxKernelSize bounds an uncompressed kernel (a decompression bomb in an
+// image must not fill the disk).
+const maxKernelSize = 512 << 20
+
+// decompressKernel returns r's content, decompressed when the whole file
+// is gzip- or zstd-compressed (vmlinuz.gz under lib/modules on SUSE's
+// aarch64 images, vmlinuz-VER.zst): firmware and iPXE boot the
+// uncompressed kernel; a bzImage or arm64 Image is passed on as it is.
+func decompressKernel(f *os.File) (io.Reader, error) {
+	var magic [4]byte
+	n, _ := f.ReadAt(magic[:], 0)
+	switch {
+	case n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		return gzip.NewReader(f)
+	case n == 4 && magic == [4]byte{0x28, 0xb5, 0x2f, 0xfd}:
+		d, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return f, nil
 }
 
 // retire marks the files of an old record that no image references any more.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -551,6 +552,12 @@ func (x *extractor) meta(pfd int, base string, h *tar.Header, symlink bool) erro
 		if err := unix.Fchmodat(pfd, base, uint32(h.Mode&0o7777), 0); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
+		if x.root {
+			// After chown, which drops a file capability.
+			if err := setPAXXattrs(pfd, base, h); err != nil {
+				return err
+			}
+		}
 	}
 	mt := h.ModTime
 	at := h.AccessTime
@@ -565,6 +572,44 @@ func (x *extractor) meta(pfd int, base string, h *tar.Header, symlink bool) erro
 		return fmt.Errorf("set times: %w", err)
 	}
 	return nil
+}
+
+// setPAXXattrs sets the security extended attributes a tar entry carries
+// (PAX records SCHILY.xattr.NAME, as GNU tar --xattrs and container image
+// layers write them) on base in pfd, a regular file or directory, so that
+// the build records them (XattrManifest) like those of a directory tree.
+func setPAXXattrs(pfd int, base string, h *tar.Header) error {
+	var fd = -1
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	for _, k := range sortedPAXKeys(h.PAXRecords) {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok || !keepXattr(name) {
+			continue
+		}
+		if fd < 0 {
+			var err error
+			if fd, err = unix.Openat(pfd, base, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0); err != nil {
+				return fmt.Errorf("setting %s: %w", name, err)
+			}
+		}
+		if err := unix.Fsetxattr(fd, name, []byte(h.PAXRecords[k]), 0); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func sortedPAXKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // whiteout handles ".wh." entries of a layer.

@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wwboot/wwboot/names"
 )
 
 // DB is an immutable, indexed snapshot of an inventory: every node merged
@@ -61,7 +63,7 @@ func build(cfg *Config, file string, doc *yaml.Node, parsed []*Error) (*DB, erro
 		db.findings = append(db.findings, locErr(kind, name, field, err))
 	}
 	for _, name := range sortedKeys(cfg.NodeProfiles) {
-		checkName("profile", name, fail)
+		checkName("profile", name, fail, warn)
 		checkRecord("profile", name, cfg.NodeProfiles[name], fail, warn)
 	}
 	names := sortedKeys(cfg.Nodes)
@@ -75,7 +77,7 @@ func build(cfg *Config, file string, doc *yaml.Node, parsed []*Error) (*DB, erro
 		w := func(kind, name string, field []string, err error) {
 			warned[i] = append(warned[i], locErr(kind, name, field, err))
 		}
-		checkName("node", name, f)
+		checkName("node", name, f, w)
 		checkRecord("node", name, cfg.Nodes[name], f, w)
 	})
 	for i := range found {
@@ -185,10 +187,17 @@ func primaryOf(r *Record) string {
 	return sortedKeys(r.NetDevs)[0]
 }
 
-// checkName rejects names that cannot be a host name or file name.
-func checkName(kind, name string, fail func(kind, name string, field []string, err error)) {
+// checkName rejects names that cannot be a host name or file name, and
+// warns about the others that break the one naming rule (package names,
+// Warewulf's image name rule): Warewulf loads them, so a file holding one
+// loads, but an edit cannot add one (see refuseNew).
+func checkName(kind, name string, fail, warn func(kind, name string, field []string, err error)) {
 	if !pathSafe(name) || strings.HasPrefix(name, "-") || strings.HasPrefix(name, Negation) {
-		fail(kind, name, nil, fmt.Errorf("%q is not a valid %s name: use letters, digits, '-', '_' and '.'", name, kind))
+		fail(kind, name, nil, fmt.Errorf("%q is not a valid %s name: use letters, digits, '-', '_', '.' and ':'", name, kind))
+		return
+	}
+	if err := names.Check(kind, name); err != nil {
+		warn(kind, name, nil, err)
 	}
 }
 

@@ -19,7 +19,7 @@ type deps struct {
 // nodeFuncs are functions whose result depends on the node being rendered.
 func isNodeFunc(name string) bool {
 	switch name {
-	case "SSHHostKey", "SSHHostPubKey", "MachineID":
+	case "SSHHostKey", "SSHHostPubKey", "MachineID", "IgnitionJson":
 		return true
 	}
 	return false

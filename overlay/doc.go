@@ -77,8 +77,12 @@
 // first file call is not written unless softlink made it a link. A relative
 // name lands beside the template, an absolute one at that path of the
 // overlay root; no name may leave the overlay root. nobackup is accepted and does nothing (an archive replaces
-// files, it keeps no backups); abort writes no file; IncludeBlock of a
-// missing file is an error. IgnitionJson is not provided. Extensions:
+// files, it keeps no backups); abort writes no file. Include and IncludeBlock read a relative path
+// below Paths.Sysconfdir/warewulf (never outside it) and an absolute one as
+// it is; IncludeBlock of a missing file gives its stop string, as in
+// Warewulf; Warewulf's keys/ssh_host_TYPE_key{,.pub} come from the
+// cluster-wide key set (KeyDir/shared) when the file is not there.
+// IgnitionJson gives the node's storage as an Ignition 3.1.0 config. Extensions:
 // ShellQuote, SSHHostKey and SSHHostPubKey (this node's host keys, generated
 // once per node under Options.KeyDir/nodes/NODE/), MachineID (likewise),
 // the node methods .NetNames and .IfName (each network device's interface

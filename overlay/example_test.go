@@ -45,6 +45,7 @@ func Example() {
 	// Output:
 	// drwxr-xr-x /etc
 	// drwxr-xr-x /etc/wwboot
+	// -rwxr-xr-x /etc/wwboot/restore-xattrs
 	// -rwxr-xr-x /init
 	// -rw-r--r-- /etc/hosts
 	// -rw-r--r-- /etc/wwboot/node.conf

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -149,16 +150,21 @@ func (s *state) funcs() template.FuncMap {
 		"abort":    func() string { s.aborted = true; return "" },
 		"nobackup": func() string { return "" },
 		"Include": func(p string) string {
-			data, err := s.readSite(p)
+			data, err := s.include(p)
 			if err != nil && s.r != nil {
 				s.r.log.Debug("overlay: Include found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
 			}
 			return trimNL(string(data))
 		},
 		"IncludeBlock": func(p, stop string) (string, error) {
-			data, err := s.readSite(p)
+			data, err := s.include(p)
 			if err != nil {
-				return "", fmt.Errorf("IncludeBlock %s: %w", p, err)
+				// Warewulf (templateFileBlock) logs and gives the stop
+				// string alone, so the rest of the template still renders.
+				if s.r != nil {
+					s.r.log.Info("overlay: IncludeBlock found nothing", "overlay", s.overlay, "file", s.file, "path", p, "err", err)
+				}
+				return stop, nil
 			}
 			var b strings.Builder
 			sc := bufio.NewScanner(bytes.NewReader(data))
@@ -173,17 +179,18 @@ func (s *state) funcs() template.FuncMap {
 			b.WriteString(stop)
 			return b.String(), sc.Err()
 		},
-		"IncludeFrom": func(image, p string) string {
-			if image == "" || s.r == nil || s.r.opts.ImageRoot == nil {
+		"IncludeFrom": func(img, p string) string {
+			if img == "" || s.r == nil || s.r.opts.ImageRoot == nil {
 				return ""
 			}
-			root := s.r.opts.ImageRoot(image)
+			root := s.r.opts.ImageRoot(img)
 			if root == "" {
+				s.r.log.Warn("overlay: IncludeFrom names an image that does not exist", "overlay", s.overlay, "file", s.file, "image", img, "path", p)
 				return ""
 			}
 			data, err := s.readTree(root, p)
 			if err != nil {
-				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", image, "path", p, "err", err)
+				s.r.log.Warn("overlay: IncludeFrom found nothing", "overlay", s.overlay, "file", s.file, "image", img, "path", p, "err", err)
 			}
 			return trimNL(string(data))
 		},
@@ -195,24 +202,45 @@ func (s *state) funcs() template.FuncMap {
 			return s.hostKey(typ, true)
 		},
 		"MachineID": s.machineID,
+		"IgnitionJson": func() string {
+			if s.node == nil {
+				return ""
+			}
+			return IgnitionJSON(s.node)
+		},
 	}
 }
 
-// readSite reads a server file for Include and IncludeBlock. A relative
-// path names a file of the site configuration tree, Paths.Sysconfdir, as in
-// Warewulf, and is confined to that tree: neither ".." nor a symbolic link
-// leads out of it (see readInTree). An absolute path names the server file
-// the template's author wrote, as in Warewulf (Include "/etc/hosts"), read
-// with the same checks: a regular file, at most maxIncludeBytes.
-func (s *state) readSite(p string) ([]byte, error) {
-	root := "/"
-	if !strings.HasPrefix(p, "/") {
-		if s.r == nil || s.r.opts.Server.Paths.Sysconfdir == "" {
-			return nil, fmt.Errorf("%s: relative, and no Sysconfdir to find it in: %w", p, os.ErrNotExist)
-		}
-		root = s.r.opts.Server.Paths.Sysconfdir
+// include reads p for Include and IncludeBlock, as Warewulf's
+// templateFileInclude and templateFileBlock (internal/pkg/overlay/funcmap.go)
+// do: an absolute path as it is, a relative one below
+// Paths.Sysconfdir/warewulf (e.g. /etc/warewulf/keys/ssh_host_rsa_key).
+// A relative path stays in that directory: ".." and symlinks that leave it
+// are refused (readInTree), and only a regular file of at most
+// maxIncludeBytes is read, absolute or not. When Warewulf's key files keys/ssh_host_TYPE_key
+// and .pub are not there, they come from wwboot's cluster-wide key set
+// (Options.KeyDir/shared, created on first use): Warewulf's ssh.host_keys
+// overlay then gives every node the same real keys, as it does on a
+// Warewulf server, instead of empty files.
+func (s *state) include(p string) ([]byte, error) {
+	if strings.HasPrefix(p, "/") {
+		return s.readTree("/", p)
 	}
-	return s.readTree(root, p)
+	data, err := s.readTree(s.sysconfWarewulf(), p)
+	if errors.Is(err, fs.ErrNotExist) && s.r != nil && s.r.opts.KeyDir != "" {
+		if typ, public, ok := warewulfKeyFile(p); ok {
+			k, kerr := s.r.sharedKeys.get("", typ)
+			if kerr != nil {
+				return nil, kerr
+			}
+			s.reads = append(s.reads, k.stamps...)
+			if public {
+				return []byte(k.public), nil
+			}
+			return []byte(k.private), nil
+		}
+	}
+	return data, err
 }
 
 // readTree reads p inside the tree at root (readInTree) and records what
@@ -226,6 +254,31 @@ func (s *state) readTree(root, p string) ([]byte, error) {
 		s.stamp(real)
 	}
 	return data, err
+}
+
+// sysconfWarewulf is Warewulf's configuration directory,
+// Paths.Sysconfdir/warewulf.
+func (s *state) sysconfWarewulf() string {
+	dir := "/etc"
+	if s.r != nil {
+		dir = s.r.opts.Server.Paths.Sysconfdir
+	}
+	return filepath.Join(dir, "warewulf")
+}
+
+// warewulfKeyFile recognizes Warewulf's host key files below its
+// configuration directory: keys/ssh_host_TYPE_key and its .pub.
+func warewulfKeyFile(p string) (typ string, public bool, ok bool) {
+	name, found := strings.CutPrefix(path.Clean(p), "keys/ssh_host_")
+	if !found {
+		return "", false, false
+	}
+	name, public = strings.CutSuffix(name, ".pub")
+	typ, found = strings.CutSuffix(name, "_key")
+	if !found || !validKeyType(typ) {
+		return "", false, false
+	}
+	return typ, public, true
 }
 
 func (s *state) stamp(p string) { s.reads = append(s.reads, stampOf(p)) }

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -94,6 +95,7 @@ type Renderer struct {
 	opts       Options
 	log        *slog.Logger
 	keys       *hostKeys
+	sharedKeys *hostKeys // KeyDir/shared, for Include "keys/..." (Warewulf's cluster-wide keys)
 	gz         *gzipPool
 	serverHash string
 
@@ -143,6 +145,7 @@ func New(opts Options) (*Renderer, error) {
 		opts:       opts,
 		log:        log,
 		keys:       &hostKeys{dir: opts.KeyDir, shared: opts.SharedHostKeys, rsa: opts.RSABits, types: opts.Server.Ssh.KeyTypes},
+		sharedKeys: &hostKeys{dir: opts.KeyDir, shared: true, rsa: opts.RSABits, types: opts.Server.Ssh.KeyTypes},
 		gz:         &gzipPool{level: opts.Level},
 		serverHash: hex.EncodeToString(sum[:8]),
 		overlays:   map[string]*overlayCache{},
@@ -675,7 +678,7 @@ func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output,
 		st.node = data.Node
 	}
 	data.Overlay = ref.o.Name
-	data.BuildSource = ref.o.Name + "/" + f.Path
+	data.BuildSource = r.buildSource(ref.o, f)
 	var buf bytes.Buffer
 	if err := inst.t.Execute(&buf, data); err != nil {
 		return nil, st.reads, &TemplateError{Overlay: ref.o.Name, File: f.Path, Line: errLine(err), Node: node, Err: err}
@@ -906,6 +909,17 @@ func parallel(n, workers int, fn func(i int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// buildSource is the template's source path as Warewulf sets BuildSource
+// (the file it walked, internal/pkg/overlay BuildOverlayIndir): the site
+// overlay's file, or where Warewulf keeps its distribution overlays
+// (Paths.Datadir/warewulf/overlays/NAME/rootfs) for a built-in one.
+func (r *Renderer) buildSource(o *Overlay, f *File) string {
+	if o.Source == Site {
+		return filepath.Join(o.Dir, filepath.FromSlash(f.Path))
+	}
+	return path.Join(r.opts.Server.Paths.Datadir, "warewulf", "overlays", o.Name, "rootfs", f.Path)
 }
 
 // RenderFile renders one file of an overlay for node, as `wwboot overlay

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/wwboot/wwboot/names"
 )
 
 //go:embed all:builtin
@@ -28,7 +30,7 @@ var builtinFS embed.FS
 // "overlay/path-in-rootfs".
 func builtinMode(overlay, p string, dir bool) fs.FileMode {
 	switch overlay + "/" + p {
-	case "wwinit/init", "wwclient/usr/sbin/wwboot-agent.ww",
+	case "wwinit/init", "wwinit/etc/wwboot/restore-xattrs", "wwclient/usr/sbin/wwboot-agent.ww",
 		"udev.netname/etc/wwboot/init.d/10-netname", "systemd.netname/etc/wwboot/init.d/10-netname",
 		"sfdisk/warewulf/wwinit.d/10-sfdisk.sh.ww", "mkfs/warewulf/wwinit.d/20-mkfs.sh.ww",
 		"mkswap/warewulf/wwinit.d/20-mkswap.sh.ww", "ignition/warewulf/wwinit.d/10-ignition.sh.ww":
@@ -106,21 +108,9 @@ func (f *File) OutputPath() string {
 	return f.Path
 }
 
-// validName reports whether s can name an overlay (Warewulf's rule:
-// letters, digits, '-', '.', '_' and ':', not "." or "..").
-func validName(s string) bool {
-	if s == "" || s == "." || s == ".." || len(s) > 255 {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_', c == ':':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether s can name an overlay: the one naming rule of
+// package names (Warewulf's).
+func validName(s string) bool { return names.Valid(s) }
 
 // siteRoot returns the rootfs directory of site overlay name, or "" if the
 // site has no such overlay.

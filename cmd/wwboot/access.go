@@ -101,4 +101,3 @@ func readAdminToken(path string) (string, error) {
 	}
 	return tok, nil
 }
-

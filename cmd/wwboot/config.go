@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -34,6 +35,10 @@ range end: ""
 # agent: the node agent binary (built from ./cmd/wwboot-agent) the wwclient overlay puts on every
 # node; empty: wwboot-agent next to the wwboot executable, else on $PATH
 agent: ""
+# sysconfdir: Warewulf's SYSCONFDIR as templates see it: relative Include paths are read below
+# SYSCONFDIR/warewulf (Warewulf's ssh.host_keys overlay reads keys/ssh_host_*_key there, else the
+# cluster-wide keys in ROOT/keys/shared are used); empty: /etc
+sysconfdir: ""
 ` + identityConfigText + accessConfigText + eventsConfigText
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
@@ -56,6 +61,10 @@ type serveConfig struct {
 	// Agent is the node agent binary the wwclient overlay delivers ("":
 	// see agentPath).
 	Agent string `yaml:"agent"`
+	// Sysconfdir is Warewulf's SYSCONFDIR as templates see it
+	// (.Paths.Sysconfdir): relative Include paths are read below
+	// Sysconfdir/warewulf ("" = /etc, Warewulf's default).
+	Sysconfdir string `yaml:"sysconfdir"`
 	// identityConfig: authorized keys, host keys, DNS defaults for nodes.
 	identityConfig `yaml:",inline"`
 	// accessConfig: admin networks, system overlay secrets.
@@ -103,7 +112,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets, events)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, sysconfdir, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets, events)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -128,6 +137,9 @@ func (c *serveConfig) validate() error {
 	}
 	if err := c.Events.validate(); err != nil {
 		return err
+	}
+	if c.Sysconfdir != "" && !filepath.IsAbs(c.Sysconfdir) {
+		return fmt.Errorf("sysconfdir: %q: give an absolute path (Warewulf's is /etc)", c.Sysconfdir)
 	}
 	return c.identityConfig.validate()
 }

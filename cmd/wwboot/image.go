@@ -53,7 +53,7 @@ func (f *buildFlags) register(cmd *cobra.Command, withForce bool) {
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "exclude glob (repeatable), on top of the defaults and the image's /etc/warewulf/excludes")
 	fl.BoolVar(&f.noDefault, "no-default-excludes", false, "do not exclude the contents of /proc, /sys, /dev, /tmp, /run and package caches")
 	fl.BoolVar(&f.keepHost, "keep-host-files", false, "keep per-host files (machine-id, hostname, resolv.conf, ssh host keys, apt lists, random seeds...; see the README) as they are in the tree; build: as last built unless =false")
-	fl.StringVar(&f.kernel, "kernel", "", "kernel file: a path inside the image, or a file on this host (default: newest /boot/vmlinuz-* or /lib/modules/*/vmlinuz)")
+	fl.StringVar(&f.kernel, "kernel", "", "kernel: a path inside the image, a file on this host, or a kernel version of the image (default: the newest kernel where Warewulf looks: /boot/Image-*, /boot/vmlinuz-*, /lib/modules/*/vmlinuz{,.gz})")
 	if withForce {
 		fl.BoolVar(&f.force, "force", false, "rebuild even if the tree is unchanged")
 	}
@@ -159,6 +159,24 @@ func printResult(w io.Writer, res image.BuildResult, took time.Duration) {
 	if l := hostFilesLine(res); l != "" {
 		fmt.Fprintln(w, l)
 	}
+	if l := xattrsLine(res); l != "" {
+		fmt.Fprintln(w, l)
+	}
+}
+
+// xattrsLine is the one-line note on the file capabilities (security
+// extended attributes) a build recorded ("" when none): newc cpio cannot
+// carry them, the wwinit overlay's /init restores them.
+func xattrsLine(res image.BuildResult) string {
+	if len(res.Xattrs) == 0 {
+		return ""
+	}
+	list := strings.Join(res.Xattrs, " ")
+	if len(res.Xattrs) > 8 {
+		list = fmt.Sprintf("%s and %d more", strings.Join(res.Xattrs[:8], " "), len(res.Xattrs)-8)
+	}
+	return fmt.Sprintf("%s: file capabilities of %d files (%s) recorded in /%s; the wwinit overlay restores them at boot (needs setfattr, python3 or setcap in the image)",
+		res.Name, len(res.Xattrs), list, image.XattrManifest)
 }
 
 // hostFilesLine is the one-line summary of the per-host files a build left
@@ -334,7 +352,7 @@ func newImageKernelsCmd(a *app) *cobra.Command {
 				return err
 			}
 			if len(ks) == 0 {
-				return fmt.Errorf("no kernel in %s (looked for /boot/vmlinuz-* and /lib/modules/*/vmlinuz)", root)
+				return fmt.Errorf("no kernel in %s (looked where Warewulf does: /boot/Image-*, /boot/vmlinuz-*, /lib/modules/*/vmlinuz{,.gz})", root)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "VERSION\tPATH\tSIZE\tNOTE")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -55,23 +56,20 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 // (the server's address and settings, as `wwboot serve` sees them, so both
 // render the same archives) and the flags, which win.
 func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
-	host, _ := os.Hostname()
-	srv := overlay.ServerInfo{Ipaddr6: f.serverIP6, BuildHost: host}
 	cfg, err := loadServeConfig(a.path("wwboot.conf"))
 	if err != nil {
 		return nil, err
 	}
-	cfg.identityConfig.apply(&srv)
+	var ip, mask string
+	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
+		ip, mask = addr.String(), netmask
+	}
+	agent, _ := agentPath(cfg.Agent)
+	srv := templateServer(cfg, ip, mask, agent)
+	srv.Ipaddr6 = f.serverIP6
 	if len(f.keyTypes) > 0 {
 		srv.Ssh.KeyTypes = f.keyTypes
 	}
-	srv.Warewulf = overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure}
-	srv.Dhcp = overlay.DHCPConf{Enabled: cfg.DHCP != "off"}
-	srv.Tftp = overlay.TFTPConf{Enabled: cfg.TFTP}
-	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
-		srv.Ipaddr, srv.Netmask = addr.String(), netmask
-	}
-	srv.Paths.Agent, _ = agentPath(cfg.Agent)
 	if f.serverIP != "" {
 		srv.Ipaddr = f.serverIP
 	}
@@ -84,6 +82,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		BuildDir:       a.path("overlays-built"),
 		SharedHostKeys: f.sharedKeys || cfg.SharedHostKeys,
 		Server:         srv,
+		ImageRoot:      imageRoots(a),
 		Log:            a.log,
 	})
 }
@@ -190,7 +189,16 @@ func newOverlayShowCmd(a *app, f *overlayFlags) *cobra.Command {
 				return err
 			}
 			n, err := db.Node(node)
-			if err != nil {
+			if errors.Is(err, nodedb.ErrNotFound) {
+				// Warewulf (wwctl overlay show --render) renders for a
+				// node named after the server, its cluster the same, so
+				// that host templates can be previewed.
+				host, herr := os.Hostname()
+				if herr != nil {
+					return fmt.Errorf("%w; and no host name to render for instead: %w", err, herr)
+				}
+				n = &nodedb.Node{ID: host, Record: nodedb.Record{ClusterName: host}}
+			} else if err != nil {
 				return err
 			}
 			files, err := r.RenderFile(cmd.Context(), db, n, args[0], args[1])
@@ -210,7 +218,7 @@ func newOverlayShowCmd(a *app, f *overlayFlags) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&node, "render", "", "render the template for this node")
+	cmd.Flags().StringVar(&node, "render", "", "render the template for this node (a name not in the inventory renders for the server itself, as Warewulf does)")
 	return cmd
 }
 

@@ -141,7 +141,6 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	} else if len(removed) > 0 {
 		a.log.Info("removed temporary archives of killed overlay builds", "dir", a.path("overlays-built"), "count", len(removed))
 	}
-	host, _ := os.Hostname()
 	srvIP := ""
 	if addr.IsValid() {
 		srvIP = addr.String()
@@ -152,14 +151,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			"expected", agentBin, "build", "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "+agentBin+" ./cmd/wwboot-agent",
 			"or", "set agent: in wwboot.conf")
 	}
-	srvInfo := overlay.ServerInfo{
-		Ipaddr: srvIP, Netmask: netmask, BuildHost: host,
-		Warewulf: overlay.WarewulfConf{Port: cfg.HTTPPort, Secure: cfg.Secure},
-		Dhcp:     overlay.DHCPConf{Enabled: cfg.DHCP != "off"},
-		Tftp:     overlay.TFTPConf{Enabled: cfg.TFTP},
-		Paths:    overlay.PathsConf{Agent: agentBin},
-	}
-	cfg.identityConfig.apply(&srvInfo)
+	srvInfo := templateServer(cfg, srvIP, netmask, agentBin)
 	overlays, err := overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"os"
+	"sync"
+
+	"github.com/wwboot/wwboot/image"
+	"github.com/wwboot/wwboot/overlay"
+)
+
+// templateServer is what templates know about this server, the same for
+// `wwboot serve` and the overlay commands so that both render the same
+// files: Warewulf's defaults for what wwboot has no setting for
+// (overlay.DefaultServerInfo), then wwboot.conf's settings (port, secure,
+// DHCP on/off and its dynamic range, TFTP, sysconfdir, identity), the
+// server's address and netmask (addr may be "") and the node agent binary.
+func templateServer(cfg serveConfig, addr, netmask, agent string) overlay.ServerInfo {
+	s := overlay.DefaultServerInfo()
+	s.BuildHost, _ = os.Hostname()
+	s.Ipaddr, s.Netmask = addr, netmask
+	s.Warewulf.Port, s.Warewulf.Secure = cfg.HTTPPort, cfg.Secure
+	s.Dhcp.Enabled = cfg.DHCP != "off"
+	if start, end, ok, err := cfg.dhcpRange(); err == nil && ok {
+		s.Dhcp.RangeStart, s.Dhcp.RangeEnd = start.String(), end.String()
+	}
+	s.Tftp.Enabled = cfg.TFTP
+	s.Paths.Sysconfdir = cfg.Sysconfdir
+	s.Paths.Agent = agent
+	cfg.identityConfig.apply(&s)
+	return s
+}
+
+// imageRoots returns an overlay.Options.ImageRoot over the image store in
+// ROOT/images, opened at the first IncludeFrom (commands that render no
+// such template never open it). An image the store does not hold has no
+// root ("").
+func imageRoots(a *app) func(string) string {
+	open := sync.OnceValues(func() (*image.Store, error) { return image.OpenStore(a.path("images")) })
+	return func(name string) string {
+		st, err := open()
+		if err != nil {
+			a.log.Warn("IncludeFrom: the image store cannot be opened", "dir", a.path("images"), "err", err)
+			return ""
+		}
+		m, err := st.Lookup(context.Background(), name)
+		if err != nil {
+			return ""
+		}
+		return m.Root
+	}
+}
