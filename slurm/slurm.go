@@ -50,6 +50,11 @@ type Programs struct {
 	// MarkDown, when set, tells Slurm that nodes are DOWN with a reason
 	// (ScontrolMarkDown runs scontrol update).
 	MarkDown func(ctx context.Context, nodes, reason string) error
+	// SetImage, when set, switches nodes to another image (nodes.conf's
+	// image of each node); Reboot and Resume call it for an image=NAME
+	// feature (ImageFeature) before they power the nodes. Without it such
+	// a request fails for its nodes.
+	SetImage func(ctx context.Context, nodes []string, image string) error
 	// ResumeFile is the path slurmctld passes in SLURM_RESUME_FILE (main
 	// reads the environment); its jobs are logged by Resume.
 	ResumeFile string
@@ -120,8 +125,9 @@ func (p *Programs) ResumeFail(ctx context.Context, nodes string) (Report, error)
 // Reboot restarts the nodes (RebootProgram with reboot_from_controller):
 // nodes that are on are power-cycled, nodes that are off (or whose state
 // cannot be read) are powered on. features is Slurm's second argument, the
-// features the reboot must provide; it is logged (switching images by
-// feature is not done here).
+// features the reboot must provide: an image=NAME among them switches the
+// nodes to image NAME first (SetImage); nodes that cannot be switched are
+// not powered and fail.
 func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, error) {
 	if features != "" {
 		p.log().Info("slurm reboot: requested features", "nodes", nodes, "features", features)
@@ -130,6 +136,7 @@ func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, 
 	if err != nil {
 		return Report{}, err
 	}
+	failSwitched(targets, p.switchImages(ctx, known(targets), features))
 	status := power.Run(ctx, targets, power.ActionStatus, p.Power)
 	var cycle, on []power.Target
 	for i, r := range status {
@@ -155,6 +162,28 @@ func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, 
 		results[i] = byNode[n]
 	}
 	return p.report("reboot", results), nil
+}
+
+// known lists the targets that resolved to a node and a BMC.
+func known(targets []power.Target) []string {
+	var out []string
+	for _, t := range targets {
+		if t.Err == nil {
+			out = append(out, t.Node)
+		}
+	}
+	return out
+}
+
+// failSwitched turns the targets whose image switch failed into failed
+// targets (no BMC call).
+func failSwitched(targets []power.Target, errs map[string]error) {
+	for i, t := range targets {
+		if err, ok := errs[t.Node]; ok && t.Err == nil {
+			targets[i].Err = fmt.Errorf("node %s: %w", t.Node, err)
+			targets[i].BMC = nil
+		}
+	}
 }
 
 func (p *Programs) run(ctx context.Context, prog, nodes string, a power.Action) (Report, error) {

@@ -119,14 +119,14 @@ func TestSuspendAndResumeFailPowerOff(t *testing.T) {
 func TestRebootCyclesWhatIsOnAndStartsWhatIsOff(t *testing.T) {
 	p, bmcs, logBuf := programs(t, "n1", "n2")
 	bmcs["n1"].on = true
-	rep, err := p.Reboot(context.Background(), "n1,n2", "image=rocky9")
+	rep, err := p.Reboot(context.Background(), "n1,n2", "gpu_a100")
 	require.NoError(t, err)
 	assert.NoError(t, rep.Err())
 	assert.Equal(t, []string{"status", "cycle"}, bmcs["n1"].calls)
 	assert.Equal(t, []string{"status", "on"}, bmcs["n2"].calls)
 	assert.Equal(t, "n1", rep.Results[0].Node)
 	assert.Equal(t, "n2", rep.Results[1].Node)
-	assert.Contains(t, logBuf.String(), `features="image=rocky9"`)
+	assert.Contains(t, logBuf.String(), `features=gpu_a100`)
 }
 
 func TestBadNodeListIsAnError(t *testing.T) {
