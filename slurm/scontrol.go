@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -18,4 +19,31 @@ func ScontrolMarkDown(path string) func(ctx context.Context, nodes, reason strin
 		}
 		return nil
 	}
+}
+
+// ScontrolJobFeatures returns a JobFeatures that reads a job's Features=
+// from `scontrol show job -o ID` with the scontrol program at path ("" when
+// the job asks for none: scontrol prints "(null)").
+func ScontrolJobFeatures(path string) func(ctx context.Context, jobID int64) (string, error) {
+	return func(ctx context.Context, jobID int64) (string, error) {
+		id := strconv.FormatInt(jobID, 10)
+		out, err := exec.CommandContext(ctx, path, "show", "job", "-o", id).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("scontrol show job %s: %w: %s", id, err, strings.TrimSpace(string(out)))
+		}
+		return jobFeatures(string(out)), nil
+	}
+}
+
+// jobFeatures picks Features= out of one-line `scontrol show job` output.
+func jobFeatures(out string) string {
+	for _, f := range strings.Fields(out) {
+		if v, ok := strings.CutPrefix(f, "Features="); ok {
+			if v == "(null)" {
+				return ""
+			}
+			return v
+		}
+	}
+	return ""
 }

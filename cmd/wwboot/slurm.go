@@ -42,9 +42,9 @@ non-zero when any node failed.`,
 		maxArgs    int
 		run        func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)
 	}{
-		{"resume NODES", "ResumeProgram: power the nodes on; nodes that fail are set DOWN through scontrol", 1,
+		{"resume NODES [FEATURES]", "ResumeProgram: power the nodes on (into the image an image=NAME feature asks for); nodes that fail are set DOWN through scontrol", 2,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
-				return p.Resume(ctx, args[0])
+				return p.Resume(ctx, args[0], args[1:]...)
 			}},
 		{"suspend NODES", "SuspendProgram: power the nodes off", 1,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
@@ -117,6 +117,7 @@ func (a *app) runSlurmProgram(cmd *cobra.Command, f slurmFlags, args []string,
 		p.MarkDown = slurm.ScontrolMarkDown(f.scontrol)
 	}
 	p.SetImage = a.setImages
+	p.JobFeatures = slurm.ScontrolJobFeatures(f.scontrol)
 	start := time.Now()
 	rep, err := run(p, ctx, args)
 	if err != nil {
