@@ -13,6 +13,12 @@
 // programs log to a file, return once every BMC accepted (or refused) the
 // request, and exit non-zero when any node failed. A node ResumeProgram could
 // not power on is reported to Slurm as DOWN (MarkDown), as the manual asks.
+//
+// An image per job: with Slurm's node_features/helpers plugin, the feature
+// image=NAME (ImageFeature) is an image a node can become. HelpersConf
+// writes helpers.conf, HelperScript the node-side helper that reports the
+// image a node booted, and Reboot and Resume switch the nodes to the image a
+// job asks for (SetImage) before they power them.
 package slurm
 
 import (

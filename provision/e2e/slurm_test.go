@@ -27,6 +27,9 @@ import (
 	"github.com/wwboot/wwboot/provision/netlab"
 )
 
+// imageHelper is where the nodes have the node_features/helpers helper.
+const imageHelper = "/usr/local/sbin/wwboot-image-feature"
+
 // slurmPackages is the compute node image: debianPackages plus Debian's
 // Slurm node daemon and munge.
 var slurmPackages = append(append([]string(nil), debianPackages...), "munge", "slurmd")
@@ -87,13 +90,18 @@ func TestSlurmPowerSaving(t *testing.T) {
 	ww := newWwboot(t, lab)
 	ww.run(t, "init")
 	ww.authorizedKeys(t, pub)
-	ww.run(t, "image", "import", tree, "debian12-slurm")
+	// Two images from one tree, so a job can ask for the other one
+	// (--constraint=image=debian12b): an image per job.
+	ww.run(t, "image", "import", tree, "debian12")
+	ww.run(t, "image", "import", tree, "debian12b")
+	helpers := ww.run(t, "slurm", "helpers-conf", "--helper", imageHelper, "--boot-time", strconv.Itoa(slurmResumeTimeout))
 
 	// Site overlays. runtime "slurm": slurm.conf and the munge key (owned by
 	// the image's munge user, as munged insists). system "slurm.node":
 	// munge and slurmd wait for the agent's first runtime overlay.
 	rt := filepath.Join(ww.root, "overlays", "slurm", "rootfs")
 	writeFile(t, filepath.Join(rt, "etc/slurm/slurm.conf"), 0o644, slurmConf(host, ""))
+	writeFile(t, filepath.Join(rt, "etc/slurm/helpers.conf"), 0o644, helpers)
 	mungeDir := filepath.Join(rt, "etc/munge")
 	writeFile(t, filepath.Join(mungeDir, "munge.key"), 0o400, string(mungeKey))
 	must(t, os.Chmod(mungeDir, 0o700))
@@ -104,8 +112,12 @@ func TestSlurmPowerSaving(t *testing.T) {
 	for _, unit := range []string{"munge", "slurmd"} {
 		writeFile(t, filepath.Join(sys, unit+".service.d", "wwboot-runtime.conf"), 0o644, waitRuntimeDropIn)
 	}
+	// The helper that tells slurmd which image the node booted (it reads
+	// the system overlay's node.conf, so it belongs to the system overlay).
+	writeFile(t, filepath.Join(ww.root, "overlays", "slurm.node", "rootfs", strings.TrimPrefix(imageHelper, "/")), 0o755,
+		ww.run(t, "slurm", "helper-script"))
 	ww.run(t, "profile", "add", "slurm", "--system-overlays", "slurm.node", "--runtime-overlays", "slurm")
-	ww.run(t, "node", "add", n.Name, "--profile", "default,slurm", "--image", "debian12-slurm", "--netdev", "default",
+	ww.run(t, "node", "add", n.Name, "--profile", "default,slurm", "--image", "debian12", "--netdev", "default",
 		"--hwaddr", n.MAC, "--ipaddr", n.IP, "--netmask", netmask)
 	ww.run(t, "profile", "set", "default", "--kernelargs", "console=ttyS0")
 
@@ -139,7 +151,7 @@ func TestSlurmPowerSaving(t *testing.T) {
 		"--http-port", httpPort, fmt.Sprintf("--ipv6-ra=%v", *flagRA))
 
 	// The controller: munged and slurmctld in the server's namespace.
-	ctl := startSlurmctld(t, lab, ww, host, work, mungeKey)
+	ctl := startSlurmctld(t, lab, ww, host, work, mungeKey, helpers)
 
 	sinfo := ctl.run(t, "sinfo", "-h", "-N", "-o", "%N %T")
 	assert.Equal(t, "n1 idle~", strings.TrimSpace(sinfo), "n1 starts powered down in Slurm")
@@ -262,6 +274,43 @@ func TestSlurmPowerSaving(t *testing.T) {
 		out := ww.run(t, "power", "status", n.Name)
 		assert.Contains(t, out, "off", "wwboot power status after the suspend")
 	}
+
+	// An image per job: a job that asks for the other image gets n1 booted
+	// into it (node_features/helpers; wwboot switches the image in
+	// nodes.conf from the feature slurmctld hands its programs).
+	if !t.Failed() {
+		events = readEvents(t, filepath.Join(vmDir, "events"))
+		before := len(events.ev)
+		submit2 := time.Now()
+		ctx2, cancel2 := context.WithTimeout(t.Context(), (slurmResumeTimeout+120)*time.Second)
+		srun2 := ctl.command(ctx2, "srun", "--chdir=/tmp", "-w", n.Name, "-N1", "--constraint=image=debian12b",
+			"sh", "-c", ". /etc/wwboot/node.conf; echo booted=$WWBOOT_IMAGE")
+		out2 := &stampedLines{}
+		srun2.Stdout, srun2.Stderr = out2, out2
+		t.Logf("$ srun --chdir=/tmp -w n1 -N1 --constraint=image=debian12b sh -c '. /etc/wwboot/node.conf; echo booted=$WWBOOT_IMAGE'")
+		err := srun2.Run()
+		cancel2()
+		t.Logf("srun output:\n%s", formatLines(out2.lines(), submit2))
+		events = readEvents(t, filepath.Join(vmDir, "events"))
+		var progs []string
+		for _, e := range events.ev[before:] {
+			progs = append(progs, fmt.Sprintf("%.1fs %s", e.at.Sub(submit2).Seconds(), e.text))
+		}
+		t.Logf("programs and power after the submit:\n%s", indent([]byte(strings.Join(progs, "\n"))))
+		if assert.NoError(t, err, "srun --constraint=image=debian12b") && assert.True(t, out2.has("booted=debian12b"), "the job ran on n1 booted into debian12b") {
+			var at time.Time
+			for _, l := range out2.lines() {
+				if l.text == "booted=debian12b" {
+					at = l.at
+				}
+			}
+			t.Logf("SLURM-TIMING image-per-job: submit-to-job-output=%.1f", at.Sub(submit2).Seconds())
+		} else {
+			t.Logf("slurmctld log:\n%s", indent(ctl.log(t)))
+		}
+		assert.Contains(t, ww.run(t, "node", "show", n.Name, "-o", "json"), `"image name": "debian12b"`, "nodes.conf: n1 switched")
+	}
+
 	wwLog := string(readOr(filepath.Join(work, "wwboot-slurm.log")))
 	assert.Contains(t, wwLog, `msg="slurm resume done"`, "wwboot logged the resume")
 	assert.Contains(t, wwLog, `msg="slurm suspend done"`, "wwboot logged the suspend")
@@ -307,7 +356,8 @@ LogTimeFormat=iso8601_ms
 SuspendTime=%d
 SuspendTimeout=%d
 ResumeTimeout=%d
-NodeName=n1 NodeAddr=10.77.0.31 CPUs=1 State=CLOUD
+NodeFeaturesPlugins=node_features/helpers
+NodeName=n1 NodeAddr=10.77.0.31 CPUs=1 State=CLOUD Features=image=debian12,image=debian12b
 PartitionName=compute Nodes=n1 Default=YES MaxTime=INFINITE State=UP
 `, host, serverIP, slurmSuspendTime, slurmSuspendTimout, slurmResumeTimeout)
 	if dir != "" {
@@ -319,6 +369,8 @@ SlurmctldLogFile=%[1]s/slurmctld.log
 ResumeProgram=%[1]s/resume
 SuspendProgram=%[1]s/suspend
 ResumeFailProgram=%[1]s/resume-fail
+RebootProgram=%[1]s/reboot
+SlurmctldParameters=reboot_from_controller
 `, dir)
 	}
 	return b.String()
@@ -355,7 +407,7 @@ func (c *slurmctl) log(t *testing.T) []byte {
 // startSlurmctld writes the controller's slurm.conf and the power saving
 // wrappers, starts munged and slurmctld in lab, and waits until slurmctld
 // answers. Both are stopped when the test ends.
-func startSlurmctld(t *testing.T, lab *netlab.NS, ww *wwboot, host, work string, mungeKey []byte) *slurmctl {
+func startSlurmctld(t *testing.T, lab *netlab.NS, ww *wwboot, host, work string, mungeKey []byte, helpers string) *slurmctl {
 	t.Helper()
 	dir := filepath.Join(work, "slurm")
 	for _, d := range []string{"state", "munge"} {
@@ -363,11 +415,12 @@ func startSlurmctld(t *testing.T, lab *netlab.NS, ww *wwboot, host, work string,
 	}
 	c := &slurmctl{lab: lab, dir: dir, conf: filepath.Join(dir, "slurm.conf")}
 	writeFile(t, c.conf, 0o644, slurmConf(host, dir))
+	writeFile(t, filepath.Join(dir, "helpers.conf"), 0o644, helpers)
 	// The programs slurm.conf names: wrappers that stamp the call (the
 	// test's timing) and run wwboot as a site would.
 	events := filepath.Join(work, "vm", "events")
 	for _, p := range []struct{ file, cmd string }{
-		{"resume", "resume"}, {"suspend", "suspend"}, {"resume-fail", "resume-fail"},
+		{"resume", "resume"}, {"suspend", "suspend"}, {"resume-fail", "resume-fail"}, {"reboot", "reboot"},
 	} {
 		writeFile(t, filepath.Join(dir, p.file), 0o755, fmt.Sprintf(`#!/bin/sh
 # slurm.conf's %[1]s program: wwboot powers the nodes through their BMCs.
