@@ -131,3 +131,17 @@ func TestHelperScript(t *testing.T) {
 	require.NoError(t, err, "a node without node.conf reports no feature, not an error")
 	assert.Empty(t, string(out))
 }
+
+// TestFindScontrolWithoutPath finds scontrol the way a program slurmctld
+// starts must: its PATH may not hold it.
+func TestFindScontrolWithoutPath(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "scontrol")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\n"), 0o755))
+	t.Setenv("PATH", "")
+	assert.Equal(t, fake, FindScontrol("scontrol", []string{"/nonexistent", dir}))
+	assert.Equal(t, "scontrol", FindScontrol("scontrol", []string{"/nonexistent"}), "not found: unchanged")
+	assert.Equal(t, "/x/scontrol", FindScontrol("/x/scontrol", []string{dir}), "a path is taken as is")
+	t.Setenv("PATH", dir)
+	assert.Equal(t, fake, FindScontrol("scontrol", nil))
+}

@@ -3,7 +3,9 @@ package slurm
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -46,4 +48,28 @@ func jobFeatures(out string) string {
 		}
 	}
 	return ""
+}
+
+// ScontrolDirs returns where FindScontrol looks when scontrol is not on
+// PATH: slurmctld runs its programs with a bare environment (Debian's 22.05
+// gives them no PATH with /usr/bin, as the e2e test found).
+func ScontrolDirs() []string { return []string{"/usr/bin", "/usr/local/bin", "/opt/slurm/bin"} }
+
+// FindScontrol resolves the scontrol program: name itself when it is a
+// path, else name on PATH, else name in one of dirs; name unchanged when
+// none has it (running it then reports the error).
+func FindScontrol(name string, dirs []string) string {
+	if strings.ContainsRune(name, '/') {
+		return name
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	return name
 }

@@ -113,11 +113,12 @@ func (a *app) runSlurmProgram(cmd *cobra.Command, f slurmFlags, args []string,
 		ResumeFile: os.Getenv("SLURM_RESUME_FILE"),
 		Log:        log,
 	}
+	scontrol := slurm.FindScontrol(f.scontrol, slurm.ScontrolDirs())
 	if f.markDown {
-		p.MarkDown = slurm.ScontrolMarkDown(f.scontrol)
+		p.MarkDown = slurm.ScontrolMarkDown(scontrol)
 	}
 	p.SetImage = a.setImages
-	p.JobFeatures = slurm.ScontrolJobFeatures(f.scontrol)
+	p.JobFeatures = slurm.ScontrolJobFeatures(scontrol)
 	start := time.Now()
 	rep, err := run(p, ctx, args)
 	if err != nil {
