@@ -38,7 +38,7 @@ var slurmPackages = append(append([]string(nil), debianPackages...), "munge", "s
 // generous: a TCG boot on a loaded machine takes minutes.
 const (
 	slurmSuspendTime   = 30
-	slurmSuspendTimout = 30
+	slurmSuspendTimout = 15
 	slurmResumeTimeout = 900
 	slurmBMCUser       = "admin"
 	slurmBMCPass       = "Slurm-bmc-42"
@@ -60,8 +60,12 @@ const (
 // `srun -w n1 hostname` must make slurmctld call ResumeProgram, wwboot
 // power the VM on through IPMI, the node boot, slurmd register and the job
 // print "n1"; after SuspendTime idle, SuspendProgram must power it off (the
-// BMC reports off, the QEMU process is gone). The test logs a SLURM-TIMING
-// line: seconds from submit to each stage.
+// BMC reports off, the QEMU process is gone). Then an image per job:
+// `srun --constraint=image=debian12b` (node_features/helpers, helpers.conf
+// from `wwboot slurm helpers-conf`) makes slurmctld resume n1 with that
+// feature, wwboot switches n1 to image debian12b, and the job reports the
+// node booted it. The test logs SLURM-TIMING lines: seconds from submit to
+// each stage.
 func TestSlurmPowerSaving(t *testing.T) {
 	if !*flagDebian {
 		t.Skip("-debian=false")
@@ -314,6 +318,8 @@ func TestSlurmPowerSaving(t *testing.T) {
 	wwLog := string(readOr(filepath.Join(work, "wwboot-slurm.log")))
 	assert.Contains(t, wwLog, `msg="slurm resume done"`, "wwboot logged the resume")
 	assert.Contains(t, wwLog, `msg="slurm suspend done"`, "wwboot logged the suspend")
+	assert.NotContains(t, wwLog, "level=WARN", "the programs ran cleanly under slurmctld (scontrol found without PATH)")
+	assert.Contains(t, wwLog, `job=1 nodes=n1 features=""`, "22.05's resume file, the job's features from scontrol")
 	t.Logf("wwboot slurm log:\n%s", indent([]byte(wwLog)))
 	t.Logf("SLURM_RESUME_FILE as slurmctld wrote it:\n%s", indent(readOr(filepath.Join(work, "resume-file.json"))))
 }
