@@ -13,15 +13,23 @@
 // programs log to a file, return once every BMC accepted (or refused) the
 // request, and exit non-zero when any node failed. A node ResumeProgram could
 // not power on is reported to Slurm as DOWN (MarkDown), as the manual asks.
+//
+// An image per job: with Slurm's node_features/helpers plugin, the feature
+// image=NAME (ImageFeature) is an image a node can become. HelpersConf
+// writes helpers.conf, HelperScript the node-side helper that reports the
+// image a node booted, and Reboot and Resume switch the nodes to the image a
+// job asks for (SetImage) before they power them.
 package slurm
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/wwboot/wwboot/hostlist"
@@ -50,6 +58,15 @@ type Programs struct {
 	// MarkDown, when set, tells Slurm that nodes are DOWN with a reason
 	// (ScontrolMarkDown runs scontrol update).
 	MarkDown func(ctx context.Context, nodes, reason string) error
+	// SetImage, when set, switches nodes to another image (nodes.conf's
+	// image of each node); Reboot and Resume call it for an image=NAME
+	// feature (ImageFeature) before they power the nodes. Without it such
+	// a request fails for its nodes.
+	SetImage func(ctx context.Context, nodes []string, image string) error
+	// JobFeatures, when set, returns a job's feature request (Slurm 22.05's
+	// SLURM_RESUME_FILE does not carry it; ScontrolJobFeatures asks
+	// scontrol).
+	JobFeatures func(ctx context.Context, jobID int64) (string, error)
 	// ResumeFile is the path slurmctld passes in SLURM_RESUME_FILE (main
 	// reads the environment); its jobs are logged by Resume.
 	ResumeFile string
@@ -89,14 +106,44 @@ func (r Report) Err() error {
 	return fmt.Errorf("%d of %d nodes failed: %s", n, len(r.Results), r.Failed)
 }
 
-// Resume powers the nodes on (ResumeProgram). Nodes that fail are marked
-// DOWN in Slurm when MarkDown is set. SLURM_RESUME_FILE's jobs are logged.
-func (p *Programs) Resume(ctx context.Context, nodes string) (Report, error) {
-	p.logResumeFile(p.ResumeFile)
-	rep, err := p.run(ctx, "resume", nodes, power.ActionOn)
+// Resume powers the nodes on (ResumeProgram). features is the optional
+// second argument slurmctld passes when it boots nodes to change their
+// features; SLURM_RESUME_FILE's jobs name features too (Slurm 23.02 and
+// later write them; for 22.05's file, which has none, JobFeatures asks for
+// each job's). An image=NAME among a job's features switches that job's
+// nodes to image NAME before the power goes on (SetImage); nodes that cannot
+// be switched are not powered. Nodes that fail are marked DOWN in Slurm when
+// MarkDown is set.
+func (p *Programs) Resume(ctx context.Context, nodes string, features ...string) (Report, error) {
+	_, targets, err := p.targets(nodes)
 	if err != nil {
-		return rep, err
+		return Report{}, err
 	}
+	kn := known(targets)
+	failSwitched(targets, p.switchImages(ctx, kn, strings.Join(features, ",")))
+	for _, j := range p.resumeJobs(ctx, p.ResumeFile) {
+		if j.Features == "" {
+			continue
+		}
+		jobNodes := kn
+		if j.Nodes != "" {
+			in, err := hostlist.Expand(j.Nodes)
+			if err != nil {
+				p.log().Warn("slurm resume: SLURM_RESUME_FILE job nodes", "job", j.JobID, "nodes", j.Nodes, "error", err)
+				continue
+			}
+			jobNodes = nil
+			for _, n := range in {
+				if slices.Contains(kn, n) {
+					jobNodes = append(jobNodes, n)
+				}
+			}
+		}
+		if len(jobNodes) > 0 {
+			failSwitched(targets, p.switchImages(ctx, jobNodes, j.Features))
+		}
+	}
+	rep := p.report("resume", power.Run(ctx, targets, power.ActionOn, p.Power))
 	if rep.Failed != "" && p.MarkDown != nil {
 		if err := p.MarkDown(ctx, rep.Failed, "wwboot: power on failed"); err != nil {
 			p.log().Error("slurm resume: marking failed nodes down", "nodes", rep.Failed, "error", err)
@@ -120,8 +167,9 @@ func (p *Programs) ResumeFail(ctx context.Context, nodes string) (Report, error)
 // Reboot restarts the nodes (RebootProgram with reboot_from_controller):
 // nodes that are on are power-cycled, nodes that are off (or whose state
 // cannot be read) are powered on. features is Slurm's second argument, the
-// features the reboot must provide; it is logged (switching images by
-// feature is not done here).
+// features the reboot must provide: an image=NAME among them switches the
+// nodes to image NAME first (SetImage); nodes that cannot be switched are
+// not powered and fail.
 func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, error) {
 	if features != "" {
 		p.log().Info("slurm reboot: requested features", "nodes", nodes, "features", features)
@@ -130,6 +178,7 @@ func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, 
 	if err != nil {
 		return Report{}, err
 	}
+	failSwitched(targets, p.switchImages(ctx, known(targets), features))
 	status := power.Run(ctx, targets, power.ActionStatus, p.Power)
 	var cycle, on []power.Target
 	for i, r := range status {
@@ -155,6 +204,28 @@ func (p *Programs) Reboot(ctx context.Context, nodes, features string) (Report, 
 		results[i] = byNode[n]
 	}
 	return p.report("reboot", results), nil
+}
+
+// known lists the targets that resolved to a node and a BMC.
+func known(targets []power.Target) []string {
+	var out []string
+	for _, t := range targets {
+		if t.Err == nil {
+			out = append(out, t.Node)
+		}
+	}
+	return out
+}
+
+// failSwitched turns the targets whose image switch failed into failed
+// targets (no BMC call).
+func failSwitched(targets []power.Target, errs map[string]error) {
+	for i, t := range targets {
+		if err, ok := errs[t.Node]; ok && t.Err == nil {
+			targets[i].Err = fmt.Errorf("node %s: %w", t.Node, err)
+			targets[i].BMC = nil
+		}
+	}
 }
 
 func (p *Programs) run(ctx context.Context, prog, nodes string, a power.Action) (Report, error) {
@@ -221,33 +292,59 @@ func (p *Programs) report(prog string, results []power.Result) Report {
 	return rep
 }
 
-// logResumeFile logs the jobs of SLURM_RESUME_FILE (JSON: all_nodes_resume,
-// jobs[].job_id, nodes_resume, features). A missing or unreadable file is
-// logged, never fatal.
-func (p *Programs) logResumeFile(path string) {
+// ResumeJob is one job of SLURM_RESUME_FILE.
+type ResumeJob struct {
+	JobID int64
+	// Nodes are the job's nodes being resumed (hostlist; "" if the file
+	// does not say).
+	Nodes string
+	// Features is the job's feature request ("" if none or unknown).
+	Features string
+}
+
+// resumeJobs reads SLURM_RESUME_FILE's jobs and logs them. Slurm 22.05
+// writes {"all_nodes":..., "jobs":[{"job_id":N,"nodes":...}]}; 23.02 and
+// later write all_nodes_resume and per job nodes_resume, nodes_alloc and
+// features. Jobs without features get them from JobFeatures when it is
+// set. A missing or unreadable file is logged, never fatal.
+func (p *Programs) resumeJobs(ctx context.Context, path string) []ResumeJob {
 	if path == "" {
-		return
+		return nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		p.log().Warn("slurm resume: SLURM_RESUME_FILE", "file", path, "error", err)
-		return
+		return nil
 	}
 	var f struct {
-		AllNodes string `json:"all_nodes_resume"`
-		Jobs     []struct {
-			JobID    int64  `json:"job_id"`
-			Nodes    string `json:"nodes_resume"`
-			Features string `json:"features"`
+		Jobs []struct {
+			JobID       int64   `json:"job_id"`
+			Nodes       string  `json:"nodes"`
+			NodesResume string  `json:"nodes_resume"`
+			NodesAlloc  string  `json:"nodes_alloc"`
+			Features    *string `json:"features"`
 		} `json:"jobs"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		p.log().Warn("slurm resume: SLURM_RESUME_FILE is not the JSON Slurm writes", "file", path, "error", err)
-		return
+		return nil
 	}
+	var out []ResumeJob
 	for _, j := range f.Jobs {
-		p.log().Info("slurm resume: job", "job", j.JobID, "nodes", j.Nodes, "features", j.Features)
+		r := ResumeJob{JobID: j.JobID, Nodes: cmp.Or(j.NodesResume, j.Nodes, j.NodesAlloc)}
+		if j.Features != nil {
+			r.Features = *j.Features
+		} else if p.JobFeatures != nil {
+			feats, err := p.JobFeatures(ctx, j.JobID)
+			if err != nil {
+				p.log().Warn("slurm resume: job features", "job", j.JobID, "error", err)
+			}
+			r.Features = feats
+		}
+		p.log().Info("slurm resume: job", "job", r.JobID, "nodes", r.Nodes, "features", r.Features)
+		out = append(out, r)
 	}
+	return out
 }
 
 func (p *Programs) log() *slog.Logger {

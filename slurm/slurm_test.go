@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -119,14 +120,14 @@ func TestSuspendAndResumeFailPowerOff(t *testing.T) {
 func TestRebootCyclesWhatIsOnAndStartsWhatIsOff(t *testing.T) {
 	p, bmcs, logBuf := programs(t, "n1", "n2")
 	bmcs["n1"].on = true
-	rep, err := p.Reboot(context.Background(), "n1,n2", "image=rocky9")
+	rep, err := p.Reboot(context.Background(), "n1,n2", "gpu_a100")
 	require.NoError(t, err)
 	assert.NoError(t, rep.Err())
 	assert.Equal(t, []string{"status", "cycle"}, bmcs["n1"].calls)
 	assert.Equal(t, []string{"status", "on"}, bmcs["n2"].calls)
 	assert.Equal(t, "n1", rep.Results[0].Node)
 	assert.Equal(t, "n2", rep.Results[1].Node)
-	assert.Contains(t, logBuf.String(), `features="image=rocky9"`)
+	assert.Contains(t, logBuf.String(), `features=gpu_a100`)
 }
 
 func TestBadNodeListIsAnError(t *testing.T) {
@@ -138,13 +139,85 @@ func TestBadNodeListIsAnError(t *testing.T) {
 }
 
 func TestResumeFileJobsAreLogged(t *testing.T) {
-	p, _, logBuf := programs(t, "n1")
+	p, bmcs, logBuf := programs(t, "n1", "n2", "n3")
+	var switched []string
+	p.SetImage = func(_ context.Context, nodes []string, image string) error {
+		switched = append(switched, strings.Join(nodes, ",")+" "+image)
+		return nil
+	}
+	// Slurm 23.02 and later: features per job.
 	f := filepath.Join(t.TempDir(), "resume.json")
-	require.NoError(t, os.WriteFile(f, []byte(`{"all_nodes_resume":"n1","jobs":[{"extra":null,"features":"image=rocky9","job_id":42,"nodes_alloc":"n1","nodes_resume":"n1","oversubscribe":"OK","partition":"compute","reservation":null}]}`), 0o600))
+	require.NoError(t, os.WriteFile(f, []byte(`{"all_nodes_resume":"n[1-3]","jobs":[{"extra":null,"features":"image=rocky9","job_id":42,"nodes_alloc":"n[1-2]","nodes_resume":"n[1-2]","oversubscribe":"OK","partition":"compute","reservation":null},{"features":"","job_id":43,"nodes_resume":"n3"}]}`), 0o600))
 	p.ResumeFile = f
-	_, err := p.Resume(context.Background(), "n1")
+	rep, err := p.Resume(context.Background(), "n[1-3]")
 	require.NoError(t, err)
-	assert.Contains(t, logBuf.String(), `job=42 nodes=n1 features="image=rocky9"`)
+	assert.NoError(t, rep.Err())
+	assert.Contains(t, logBuf.String(), `job=42 nodes=n[1-2] features="image=rocky9"`)
+	assert.Equal(t, []string{"n1,n2 rocky9"}, switched, "job 42's nodes only")
+	for _, n := range []string{"n1", "n2", "n3"} {
+		assert.True(t, bmcs[n].on, n)
+	}
+}
+
+// TestResumeFileOfSlurm2205 reads the file as Debian's Slurm 22.05 writes
+// it (captured by the e2e test): no features, so JobFeatures asks.
+func TestResumeFileOfSlurm2205(t *testing.T) {
+	p, bmcs, logBuf := programs(t, "n1", "n2")
+	var switched []string
+	p.SetImage = func(_ context.Context, nodes []string, image string) error {
+		switched = append(switched, strings.Join(nodes, ",")+" "+image)
+		if image == "broken" {
+			return errors.New("no such image")
+		}
+		return nil
+	}
+	feats := map[int64]string{1: "image=debian12"}
+	p.JobFeatures = func(_ context.Context, id int64) (string, error) { return feats[id], nil }
+	f := filepath.Join(t.TempDir(), "resume.json")
+	require.NoError(t, os.WriteFile(f, []byte(`{"jobs":[{"job_id":1,"nodes":"n1"}],"all_nodes":"n1"}`), 0o600))
+	p.ResumeFile = f
+	rep, err := p.Resume(context.Background(), "n1")
+	require.NoError(t, err)
+	assert.NoError(t, rep.Err())
+	assert.Equal(t, []string{"n1 debian12"}, switched)
+	assert.Contains(t, logBuf.String(), `job=1 nodes=n1 features="image=debian12"`)
+
+	// A job without features boots the nodes as they are.
+	switched = nil
+	feats[1] = ""
+	_, err = p.Resume(context.Background(), "n1")
+	require.NoError(t, err)
+	assert.Empty(t, switched)
+
+	// slurmctld's second argument (power_job_reboot) asks too; a switch
+	// that fails leaves the node off and DOWN.
+	var down []string
+	p.MarkDown = func(_ context.Context, nodes, reason string) error {
+		down = append(down, nodes)
+		return nil
+	}
+	p.ResumeFile = ""
+	rep, err = p.Resume(context.Background(), "n2", "image=broken")
+	require.NoError(t, err)
+	assert.Equal(t, "n2", rep.Failed)
+	assert.False(t, bmcs["n2"].on)
+	assert.Empty(t, bmcs["n2"].calls)
+	assert.Equal(t, []string{"n2"}, down)
+}
+
+func TestJobFeaturesFromScontrol(t *testing.T) {
+	line := "JobId=7 JobName=hostname UserId=root(0) GroupId=root(0) MCS_label=N/A Priority=4294901754 Nice=0 Account=(null) QOS=(null) JobState=CONFIGURING Reason=None Dependency=(null) ReqNodeList=n1 ExcNodeList=(null) NodeList=n1 Features=image=rocky9&gpu DelayBoot=00:00:00 OverSubscribe=OK Contiguous=0 Licenses=(null) Network=(null) Command=hostname WorkDir=/tmp Power=\n"
+	assert.Equal(t, "image=rocky9&gpu", jobFeatures(line))
+	assert.Equal(t, "", jobFeatures("JobId=8 Features=(null) DelayBoot=00:00:00"))
+
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "scontrol")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\n[ \"$*\" = \"show job -o 7\" ] || exit 3\necho '"+strings.TrimSpace(line)+"'\n"), 0o755))
+	got, err := ScontrolJobFeatures(fake)(context.Background(), 7)
+	require.NoError(t, err)
+	assert.Equal(t, "image=rocky9&gpu", got)
+	_, err = ScontrolJobFeatures(fake)(context.Background(), 8)
+	assert.ErrorContains(t, err, "scontrol show job 8")
 }
 
 func TestScontrolMarkDownArguments(t *testing.T) {

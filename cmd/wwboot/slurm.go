@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/wwboot/wwboot/image"
+	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/power"
 	"github.com/wwboot/wwboot/slurm"
 )
@@ -40,9 +42,9 @@ non-zero when any node failed.`,
 		maxArgs    int
 		run        func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)
 	}{
-		{"resume NODES", "ResumeProgram: power the nodes on; nodes that fail are set DOWN through scontrol", 1,
+		{"resume NODES [FEATURES]", "ResumeProgram: power the nodes on (into the image an image=NAME feature asks for); nodes that fail are set DOWN through scontrol", 2,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
-				return p.Resume(ctx, args[0])
+				return p.Resume(ctx, args[0], args[1:]...)
 			}},
 		{"suspend NODES", "SuspendProgram: power the nodes off", 1,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
@@ -71,6 +73,7 @@ non-zero when any node failed.`,
 		})
 	}
 	cmd.AddCommand(newSlurmConfCmd(a))
+	cmd.AddCommand(newSlurmHelpersCmd(a)...)
 	return cmd
 }
 
@@ -110,9 +113,12 @@ func (a *app) runSlurmProgram(cmd *cobra.Command, f slurmFlags, args []string,
 		ResumeFile: os.Getenv("SLURM_RESUME_FILE"),
 		Log:        log,
 	}
+	scontrol := slurm.FindScontrol(f.scontrol, slurm.ScontrolDirs())
 	if f.markDown {
-		p.MarkDown = slurm.ScontrolMarkDown(f.scontrol)
+		p.MarkDown = slurm.ScontrolMarkDown(scontrol)
 	}
+	p.SetImage = a.setImages
+	p.JobFeatures = slurm.ScontrolJobFeatures(scontrol)
 	start := time.Now()
 	rep, err := run(p, ctx, args)
 	if err != nil {
@@ -163,4 +169,77 @@ func newSlurmConfCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&opt.DefaultPartition, "default-partition", "compute", "partition of nodes without slurm_partitions or cluster name; marked Default=YES")
 	return cmd
+}
+
+// setImages switches nodes to an image of ROOT/images in nodes.conf (the
+// node's own image, which wins over its profiles'), for an image=NAME
+// feature Slurm asks for.
+func (a *app) setImages(ctx context.Context, nodes []string, name string) error {
+	s, err := image.OpenStore(a.path("images"))
+	if err != nil {
+		return err
+	}
+	if _, err := s.Lookup(ctx, name); err != nil {
+		return fmt.Errorf("image %s: %w (wwboot image list shows the images)", name, err)
+	}
+	return a.update(ctx, func(c *nodedb.Config) error {
+		for _, n := range nodes {
+			r, ok := c.Nodes[n]
+			if !ok || r == nil {
+				return fmt.Errorf("node %s: not in nodes.conf", n)
+			}
+			r.ImageName = name
+		}
+		return nil
+	}, "switched to image "+name, "node", nodes)
+}
+
+// newSlurmHelpersCmd builds `wwboot slurm helpers-conf` and
+// `wwboot slurm helper-script`: the files that let a job ask for an image.
+func newSlurmHelpersCmd(a *app) []*cobra.Command {
+	var opt slurm.HelpersOptions
+	conf := &cobra.Command{
+		Use:   "helpers-conf",
+		Short: "Print helpers.conf for Slurm's node_features/helpers plugin: a feature image=NAME per image",
+		Long: `Print helpers.conf (next to slurm.conf, on the controller and the nodes) with one
+Feature=image=NAME per image of ROOT/images. With, in slurm.conf,
+
+  NodeFeaturesPlugins=node_features/helpers
+  RebootProgram=/usr/local/sbin/wwboot-slurm-reboot   (exec wwboot --root ROOT slurm reboot "$@")
+  SlurmctldParameters=reboot_from_controller
+
+a job run with --constraint=image=NAME on nodes that booted another image makes
+slurmctld call RebootProgram with the feature: wwboot switches the nodes' image in
+nodes.conf and power-cycles them. The nodes report the image they booted through
+the helper (wwboot slurm helper-script, installed at --helper by an overlay).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := image.OpenStore(a.path("images"))
+			if err != nil {
+				return err
+			}
+			metas, err := s.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, m := range metas {
+				names = append(names, m.Name)
+			}
+			return slurm.HelpersConf(a.stdout, names, opt)
+		},
+	}
+	conf.Flags().StringVar(&opt.Helper, "helper", "/usr/local/sbin/wwboot-image-feature", "the helper program on the nodes")
+	conf.Flags().IntVar(&opt.BootTime, "boot-time", 600, "seconds a node may take to boot into another image (BootTime)")
+	conf.Flags().StringSliceVar(&opt.AllowUserBoot, "allow-user-boot", nil, "users who may switch images (default: all)")
+	script := &cobra.Command{
+		Use:   "helper-script",
+		Short: "Print the node-side helper helpers.conf names (it reports image=NAME from /etc/wwboot/node.conf)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(a.stdout, slurm.HelperScript("/etc/wwboot/node.conf"))
+			return err
+		},
+	}
+	return []*cobra.Command{conf, script}
 }

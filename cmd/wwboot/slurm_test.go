@@ -77,12 +77,32 @@ func TestSlurmProgramsAsSlurmctldRunsThem(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.Equal(t, []bool{false, false, false}, power())
 
-	// reboot_from_controller passes a comma list and the features.
+	// reboot_from_controller passes a comma list and the features: an
+	// image=NAME feature of an image wwboot does not have fails the nodes
+	// and leaves their power alone.
+	callsBefore := func() []string {
+		c, err := sims[0].Calls()
+		require.NoError(t, err)
+		return c
+	}
+	n1Before := callsBefore()
+	code, _ = program("reboot", "n1", "image=rocky9")
+	assert.Equal(t, 1, code, "no image rocky9 yet")
+	assert.Equal(t, n1Before, callsBefore(), "n1's BMC untouched")
+	// With the image, the nodes switch to it in nodes.conf, then boot.
+	tree := filepath.Join(t.TempDir(), "tree")
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "boot"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "boot/vmlinuz-6.6.1"), []byte("kernel"), 0o644))
+	mustRun(t, root, "image", "import", tree, "rocky9")
 	require.NoError(t, sims[1].SetPower(true))
 	before, err := sims[1].Calls()
 	require.NoError(t, err)
 	code, _ = program("reboot", "n1,n2", "image=rocky9")
 	assert.Equal(t, 0, code)
+	for _, n := range []string{"n1", "n2"} {
+		out := mustRun(t, root, "node", "show", n, "-o", "json")
+		assert.Contains(t, out, `"image name": "rocky9"`, n)
+	}
 	// n2 was on: power cycle, which ipmi_sim does as off now, on a second later.
 	require.Eventually(t, func() bool {
 		calls, err := sims[1].Calls()
@@ -95,7 +115,9 @@ func TestSlurmProgramsAsSlurmctldRunsThem(t *testing.T) {
 		}
 		return strings.Join(sets, ",") == "set power 0,set power 1"
 	}, 10*time.Second, 50*time.Millisecond)
-	assert.True(t, power()[1])
+	// ipmi_sim's chassis program logs the call before it records the
+	// state: wait for the state too.
+	assert.Eventually(t, func() bool { return power()[1] }, 10*time.Second, 50*time.Millisecond, "n2 back on after the cycle")
 	assert.True(t, power()[0], "n1 was off: powered on")
 
 	log, err := os.ReadFile(logFile)
@@ -105,7 +127,9 @@ func TestSlurmProgramsAsSlurmctldRunsThem(t *testing.T) {
 	assert.Regexp(t, `level=ERROR msg="slurm resume: node failed" program=resume pid=\d+ node=n5 error="node n5: no BMC configured`, text)
 	assert.Contains(t, text, `features="image=rocky9"`)
 	assert.NotContains(t, text, powerTestPass)
-	assert.Equal(t, 5, strings.Count(text, ` done" `), text)
+	assert.Contains(t, text, `msg="slurm: nodes switched image" program=reboot`)
+	assert.Regexp(t, `node=n1 error="node n1: switch to image rocky9: image rocky9: `, text)
+	assert.Equal(t, 6, strings.Count(text, ` done" `), text)
 }
 
 func TestSlurmConfCommand(t *testing.T) {

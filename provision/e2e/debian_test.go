@@ -86,8 +86,15 @@ func testCache() string {
 // (about 1.5 min from a nearby mirror); concurrent runs wait for one build.
 func debianTree(t *testing.T) string {
 	t.Helper()
+	return debianTreeWith(t, debianPackages)
+}
+
+// debianTreeWith is debianTree with another package list (each list is its
+// own cache entry).
+func debianTreeWith(t *testing.T, packages []string) string {
+	t.Helper()
 	requireTools(t, "debootstrap")
-	pkgs := append([]string(nil), debianPackages...)
+	pkgs := append([]string(nil), packages...)
 	sort.Strings(pkgs)
 	mirror := debianMirror()
 	recipe := fmt.Sprintf("debootstrap --variant=%s --include=%s %s %s (wwboot-test v1)",

@@ -47,4 +47,9 @@
 // Each boot logs a BOOT-TIMING line (seconds since power-on; "init" is the
 // system overlay's /init). See bench/boot/ for timing runs, and demo.sh at
 // the repository root for the watchable version.
+//
+// TestDebianNode boots a debootstrapped Debian 12 image; TestSlurmPowerSaving
+// runs Debian's Slurm 22.05 (munged, slurmctld) beside wwboot with power
+// saving calling `wwboot slurm resume|suspend`, a QEMU node behind ipmi_sim,
+// and an image per job (see its doc comment).
 package e2e
