@@ -16,6 +16,9 @@
 # qdisc (CONFIG_NET_SCH_NETEM, module sch_netem) or, where the kernel lacks
 # it, nft (Debian package nftables; uses nf_tables' numgen, CONFIG_NFT_NUMGEN).
 # Sizes (simulated kernel, image's other files, in KiB): KERNEL_KIB, IMAGE_KIB.
+# BOOTS=3: a node whose boot fails reboots (30 s) and tries again, up to 3
+# boots, as nodes set to network-boot in a loop do; the default 1 counts any
+# failed boot as a failed node.
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/bench/storm/results.jsonl}
@@ -24,8 +27,8 @@ for n in $sizes; do
 	u=$((n / 10))
 	echo "== $n nodes (mixed run: $u unknown, 1% loss); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 	go test ./bench/storm -run 'TestStorm$' -v -count=1 -timeout 120m -args \
-		-nodes "$n" -unknown "$u" -loss 1 -out "$OUT" \
+		-nodes "$n" -unknown "$u" -loss 1 -out "$OUT" -boots "${BOOTS:-1}" \
 		-kernel-kib "${KERNEL_KIB:-256}" -image-kib "${IMAGE_KIB:-256}" |
-		grep -E '^\s+storm_test|^(---|===|ok|FAIL|PASS)'
+		grep -aE '^\s+storm_test|^(---|===|ok|FAIL|PASS)'
 done
 echo "results appended to $OUT"

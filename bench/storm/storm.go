@@ -85,6 +85,15 @@ type Config struct {
 	Wait int
 	// Deadline ends the storm; nodes not done by then fail. Default 30m.
 	Deadline time.Duration
+	// Boots is how many times a node tries the whole chain: a node whose
+	// boot fails (a TFTP error such as "server busy" ends a PXE ROM's boot;
+	// the built-in script reboots after its retries) reboots after
+	// RebootDelay (±25 %) and starts over at PXE DHCP, as nodes set to boot
+	// from the network in a loop do. Default 1: no reboot.
+	Boots int
+	// RebootDelay is the time from a failed boot to the next DHCPDISCOVER
+	// (firmware start-up included); default 30s.
+	RebootDelay time.Duration
 }
 
 // Stage names, in the order a node goes through them.
@@ -107,9 +116,11 @@ type Report struct {
 	Unknown int `json:"unknown"`
 	Done    int `json:"done"`
 	Failed  int `json:"failed"`
-	// Failures counts failed nodes by the stage they failed in; Errors
-	// holds up to 20 of their errors.
+	// Failures counts failed boots by the stage they failed in (a node
+	// that reboots and then boots counts once here and is Done); Reboots
+	// counts the reboots; Errors holds the first 20 errors.
 	Failures map[string]int `json:"failures,omitempty"`
+	Reboots  int64          `json:"reboots"`
 	Errors   []string       `json:"errors,omitempty"`
 	// AllDone is the time until the last node had everything: its runtime
 	// overlay from the agent and its heartbeat taken. Elapsed is the whole
@@ -153,6 +164,7 @@ type storm struct {
 	refused atomic.Int64
 	rexmit  atomic.Int64
 	unkSent atomic.Int64
+	reboots atomic.Int64
 }
 
 // Run runs the storm until every node is done or has failed, and reports.
@@ -169,6 +181,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = 30 * time.Minute
+	}
+	if cfg.Boots <= 0 {
+		cfg.Boots = 1
+	}
+	if cfg.RebootDelay <= 0 {
+		cfg.RebootDelay = 30 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
@@ -200,11 +218,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				case <-ctx.Done():
 				}
 			}
-			if stage, err := s.boot(ctx, n); err != nil {
+			for try := 1; ; try++ {
+				stage, err := s.boot(ctx, n)
+				if err == nil {
+					done.Add(1)
+					return
+				}
 				s.fail(stage, n, err)
-				return
+				if try >= cfg.Boots || ctx.Err() != nil {
+					return
+				}
+				s.reboots.Add(1)
+				d := cfg.RebootDelay * time.Duration(75+rand.IntN(51)) / 100
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return
+				}
 			}
-			done.Add(1)
 		}()
 	}
 	wg.Wait()
@@ -213,7 +244,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	unk.Wait()
 
 	r := &Report{Nodes: len(cfg.Nodes), Unknown: len(cfg.Unknown), Done: int(done.Load()),
-		Failures: s.fails, Errors: s.errs, Elapsed: elapsed.Seconds(),
+		Failures: s.fails, Errors: s.errs, Elapsed: elapsed.Seconds(), Reboots: s.reboots.Load(),
 		StageP50: map[string]float64{}, StageP99: map[string]float64{}, StageMax: map[string]float64{},
 		TFTPBytes: s.tftpB.Load(), HTTPBytes: s.httpB.Load(),
 		DHCPSent: dc.sent.Load(), DHCPRetransmits: s.rexmit.Load(), UnknownSent: s.unkSent.Load(),

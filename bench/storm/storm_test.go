@@ -35,6 +35,8 @@ var (
 	flagOut     = flag.String("out", "", "append each run's figures as one JSON line to this file")
 	flagKernel  = flag.Int("kernel-kib", 256, "size of the simulated kernel in KiB")
 	flagImage   = flag.Int("image-kib", 256, "size of the simulated image's other files in KiB (random, incompressible)")
+	flagBoots   = flag.Int("boots", 1, "boot attempts per node (a failed boot reboots after -reboot-delay and starts over)")
+	flagReboot  = flag.Duration("reboot-delay", 30*time.Second, "time from a failed boot to the node's next DISCOVER")
 )
 
 const (
@@ -125,8 +127,8 @@ func TestStorm(t *testing.T) {
 			}
 			f := stormRun(t, bins, run.name, *flagNodes, run.unknown, run.loss)
 			r := f.Report
-			t.Logf("%s: %d nodes (+%d unknown, %.1f%% loss): %d done, %d failed %v; all done in %.1f s",
-				run.name, r.Nodes, r.Unknown, run.loss, r.Done, r.Failed, r.Failures, r.AllDone)
+			t.Logf("%s: %d nodes (+%d unknown, %.1f%% loss): %d done, %d failed; failed boots by stage %v, %d reboots; all done in %.1f s",
+				run.name, r.Nodes, r.Unknown, run.loss, r.Done, r.Failed, r.Failures, r.Reboots, r.AllDone)
 			t.Logf("stage p50/p99/max (s): %s", stages(r))
 			t.Logf("sizes (bytes): %v; storm elapsed %.1f s (long-polls of 5 s included)", f.Sizes, r.Elapsed)
 			t.Logf("bytes: TFTP %d, HTTP %d; %.1f MB/s against a link ceiling of %.1f MB/s (%.2f%%)",
@@ -247,7 +249,7 @@ func stormRun(t *testing.T, b binaries, name string, nodes, unknown int, loss fl
 	f.ServerRSSStart = statusBytes(t, pid, "VmRSS")
 	var out, errb bytes.Buffer
 	sim := cli.Command(ctx, b.storm, "-interface", "eth0", "-nodes", strconv.Itoa(nodes), "-first", firstNode,
-		"-unknown", strconv.Itoa(unknown))
+		"-unknown", strconv.Itoa(unknown), "-boots", strconv.Itoa(*flagBoots), "-reboot-delay", flagReboot.String())
 	sim.Stdout, sim.Stderr = &out, &errb
 	err := sim.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 { // 3: the report says nodes failed

@@ -31,6 +31,8 @@ func main() {
 		wait    = flag.Int("wait", 5, "the agent's long-poll wait in seconds")
 		dhcpTO  = flag.Duration("dhcp-timeout", 120*time.Second, "how long a node retransmits one DHCP exchange")
 		dl      = flag.Duration("deadline", 30*time.Minute, "end of the storm")
+		boots   = flag.Int("boots", 1, "boot attempts per node: a failed boot reboots and starts over at PXE DHCP")
+		reboot  = flag.Duration("reboot-delay", 30*time.Second, "time from a failed boot to the next DISCOVER")
 	)
 	flag.Parse()
 	a, err := netip.ParseAddr(*first)
@@ -48,7 +50,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := storm.Run(ctx, storm.Config{Interface: *iface, Nodes: storm.Nodes(*nodes, a), Unknown: storm.UnknownMACs(*unknown),
-		Ramp: *ramp, Wait: *wait, DHCPTimeout: *dhcpTO, Deadline: *dl})
+		Ramp: *ramp, Wait: *wait, DHCPTimeout: *dhcpTO, Deadline: *dl, Boots: *boots, RebootDelay: *reboot})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wwboot-storm:", err)
 		os.Exit(1)
