@@ -144,6 +144,9 @@ type Report struct {
 	DHCPRetransmits int64 `json:"dhcp_retransmits"`
 	UnknownSent     int64 `json:"unknown_dhcp_sent"`
 	UnknownAnswered int64 `json:"unknown_dhcp_answered"`
+	// StrayReplies counts replies to known nodes that no exchange waited
+	// for any more (answers to retransmissions that came late).
+	StrayReplies int64 `json:"stray_replies"`
 	// HTTPRetries counts HTTP fetches tried again; RuntimeRefused counts
 	// iPXE's runtime overlay requests answered 403 (secure mode).
 	HTTPRetries    int64 `json:"http_retries"`
@@ -190,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
 	defer cancel()
-	dc, err := newDHCPClient(cfg.Interface)
+	dc, err := newDHCPClient(cfg.Interface, cfg.Unknown)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +251,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		StageP50: map[string]float64{}, StageP99: map[string]float64{}, StageMax: map[string]float64{},
 		TFTPBytes: s.tftpB.Load(), HTTPBytes: s.httpB.Load(),
 		DHCPSent: dc.sent.Load(), DHCPRetransmits: s.rexmit.Load(), UnknownSent: s.unkSent.Load(),
-		UnknownAnswered: dc.strays.Load(), HTTPRetries: s.retries.Load(), RuntimeRefused: s.refused.Load()}
+		UnknownAnswered: dc.unkAns.Load(), StrayReplies: dc.strays.Load(), HTTPRetries: s.retries.Load(), RuntimeRefused: s.refused.Load()}
 	r.Failed = r.Nodes - r.Done
 	for st, ts := range s.stages {
 		sort.Float64s(ts)
@@ -597,15 +600,17 @@ func (s *storm) agent(ctx context.Context, n Node, base string) (string, error) 
 
 // dhcpClient is the one DHCP socket every simulated machine shares.
 type dhcpClient struct {
-	conn   *net.UDPConn
-	mu     sync.Mutex
-	wait   map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
-	sent   atomic.Int64
-	strays atomic.Int64 // replies nobody waits for (unknown MACs answered, duplicates)
-	done   chan struct{}
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	wait    map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4
+	sent    atomic.Int64
+	strays  atomic.Int64 // replies to known nodes nobody waits for (answers to retransmissions)
+	unknown map[string]bool
+	unkAns  atomic.Int64 // replies to unknown machines
+	done    chan struct{}
 }
 
-func newDHCPClient(ifname string) (*dhcpClient, error) {
+func newDHCPClient(ifname string, unknown []net.HardwareAddr) (*dhcpClient, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -626,7 +631,11 @@ func newDHCPClient(ifname string) (*dhcpClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storm: DHCP client socket on %s port 68: %w (run as root, no other DHCP client there)", ifname, err)
 	}
-	c := &dhcpClient{conn: pc.(*net.UDPConn), wait: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{})}
+	c := &dhcpClient{conn: pc.(*net.UDPConn), wait: map[dhcpv4.TransactionID]chan *dhcpv4.DHCPv4{}, done: make(chan struct{}),
+		unknown: map[string]bool{}}
+	for _, m := range unknown {
+		c.unknown[string(m)] = true
+	}
 	go c.read()
 	return c, nil
 }
@@ -649,6 +658,10 @@ func (c *dhcpClient) read() {
 		}
 		m, err := dhcpv4.FromBytes(buf[:n])
 		if err != nil || m.OpCode != dhcpv4.OpcodeBootReply {
+			continue
+		}
+		if c.unknown[string(m.ClientHWAddr)] {
+			c.unkAns.Add(1)
 			continue
 		}
 		c.mu.Lock()
