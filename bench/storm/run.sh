@@ -29,6 +29,6 @@ for n in $sizes; do
 	go test ./bench/storm -run 'TestStorm$' -v -count=1 -timeout 120m -args \
 		-nodes "$n" -unknown "$u" -loss 1 -out "$OUT" -boots "${BOOTS:-1}" \
 		-kernel-kib "${KERNEL_KIB:-256}" -image-kib "${IMAGE_KIB:-256}" |
-		grep -aE '^\s+storm_test|^(---|===|ok|FAIL|PASS)'
+		grep --line-buffered -aE '^\s+storm_test|^(---|===|ok|FAIL|PASS)'
 done
 echo "results appended to $OUT"

@@ -118,7 +118,7 @@ type Report struct {
 	Failed  int `json:"failed"`
 	// Failures counts failed boots by the stage they failed in (a node
 	// that reboots and then boots counts once here and is Done); Reboots
-	// counts the reboots; Errors holds the first 20 errors.
+	// counts the reboots; Errors holds the first 5 errors of each stage.
 	Failures map[string]int `json:"failures,omitempty"`
 	Reboots  int64          `json:"reboots"`
 	Errors   []string       `json:"errors,omitempty"`
@@ -278,7 +278,7 @@ func (s *storm) fail(stage string, n Node, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fails[stage]++
-	if len(s.errs) < 20 {
+	if s.fails[stage] <= 5 { // the first few of each stage
 		s.errs = append(s.errs, fmt.Sprintf("%s (%s) at %.1fs in %s: %v", n.MAC, n.Addr, time.Since(s.start).Seconds(), stage, err))
 	}
 }
