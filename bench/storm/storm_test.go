@@ -37,6 +37,7 @@ var (
 	flagImage   = flag.Int("image-kib", 256, "size of the simulated image's other files in KiB (random, incompressible)")
 	flagBoots   = flag.Int("boots", 1, "boot attempts per node (a failed boot reboots after -reboot-delay and starts over)")
 	flagReboot  = flag.Duration("reboot-delay", 30*time.Second, "time from a failed boot to the node's next DISCOVER")
+	flagRamp    = flag.Duration("ramp", 0, "spread the nodes' power-on over this time (0: all at once)")
 )
 
 const (
@@ -249,7 +250,7 @@ func stormRun(t *testing.T, b binaries, name string, nodes, unknown int, loss fl
 	f.ServerRSSStart = statusBytes(t, pid, "VmRSS")
 	var out, errb bytes.Buffer
 	sim := cli.Command(ctx, b.storm, "-interface", "eth0", "-nodes", strconv.Itoa(nodes), "-first", firstNode,
-		"-unknown", strconv.Itoa(unknown), "-boots", strconv.Itoa(*flagBoots), "-reboot-delay", flagReboot.String())
+		"-unknown", strconv.Itoa(unknown), "-boots", strconv.Itoa(*flagBoots), "-reboot-delay", flagReboot.String(), "-ramp", flagRamp.String())
 	sim.Stdout, sim.Stderr = &out, &errb
 	err := sim.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 { // 3: the report says nodes failed
