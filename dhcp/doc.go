@@ -15,6 +15,12 @@
 //     the offered address with the client's MAC put in the ARP table, or by
 //     broadcast.
 //
+// IPoIB clients (htype 32, RFC 4390) are served too: they are looked up by
+// their port GUID, taken from the client identifier or an 8-byte chaddr
+// ([ClientHW], [GUIDFromClientID]), and answered with hlen 0, a zero chaddr
+// and the broadcast flag. Every request not answered is counted by reason
+// and logged with it at debug level ("dhcp: dropped").
+//
 // The inventory is reached through the small [Hosts] interface (and the
 // optional [Discoverer] and [Reserver]); package dhcp imports no inventory
 // package. Counters are Prometheus metrics registered on a registry the

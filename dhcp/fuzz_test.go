@@ -32,10 +32,20 @@ func FuzzServePacket(f *testing.F) {
 		f.Add(m.ToBytes(), uint16(ServerPort))
 		f.Add(m.ToBytes(), uint16(PXEServerPort))
 	}
+	for _, form := range ibForms(f) {
+		for _, mt := range []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest} {
+			m := ibRequest(f, mt, form.hlen, form.id, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.ParseIP("10.0.0.21"))))
+			f.Add(m.ToBytes(), uint16(ServerPort))
+		}
+	}
 	f.Add([]byte{}, uint16(ServerPort))
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), uint16(ServerPort))
 
-	hosts := testHosts(f)
+	hosts, err := NewStaticHosts(map[string]Host{
+		knownMAC.String(): {Hostname: "n1", Addr: knownAddr, Netmask: net.CIDRMask(24, 32)},
+		ibGUID.String():   {Hostname: "ib01", Addr: netip.MustParseAddr("10.0.0.21"), Netmask: net.CIDRMask(24, 32)},
+	})
+	require.NoError(f, err)
 	pool, err := NewPool(PoolConfig{Start: netip.MustParseAddr("10.0.0.100"), End: netip.MustParseAddr("10.0.0.110"),
 		Netmask: net.CIDRMask(24, 32), Reserver: hosts})
 	require.NoError(f, err)
@@ -61,8 +71,16 @@ func FuzzServePacket(f *testing.F) {
 			if err != nil {
 				t.Fatalf("reply does not parse: %v", err)
 			}
-			if out.OpCode != dhcpv4.OpcodeBootReply || out.TransactionID != in.TransactionID || out.ClientHWAddr.String() != in.ClientHWAddr.String() {
+			if out.OpCode != dhcpv4.OpcodeBootReply || out.TransactionID != in.TransactionID || out.HWType != in.HWType {
 				t.Fatalf("reply does not answer the request: %v", out.Summary())
+			}
+			if isIPoIB(in) {
+				// RFC 4390: hlen 0, chaddr zero, broadcast.
+				if len(out.ClientHWAddr) != 0 || !out.IsBroadcast() {
+					t.Fatalf("IPoIB reply with chaddr %v, broadcast %v", out.ClientHWAddr, out.IsBroadcast())
+				}
+			} else if out.ClientHWAddr.String() != in.ClientHWAddr.String() {
+				t.Fatalf("reply to another client: %v", out.Summary())
 			}
 			switch out.MessageType() {
 			case dhcpv4.MessageTypeOffer, dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak:

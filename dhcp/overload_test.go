@@ -124,6 +124,9 @@ func FuzzPickQueue(f *testing.F) {
 	f.Add(must(dhcpv4.NewDiscovery(net.HardwareAddr{2, 0, 0, 0, 0, 9})).ToBytes())
 	f.Add([]byte{})
 	f.Add(make([]byte, 44))
+	for _, form := range ibForms(f) {
+		f.Add(ibRequest(f, dhcpv4.MessageTypeDiscover, form.hlen, form.id).ToBytes())
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cls := &macClassifier{known: known}
 		q := queues{cls: cls, known: make(chan *packet), unknown: make(chan *packet)}

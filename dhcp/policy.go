@@ -162,26 +162,12 @@ func (p *Policy) expand(pattern string, server netip.Addr, mac net.HardwareAddr,
 	).Replace(pattern)
 }
 
-// validRequest accepts only what a DHCP client can send: a BOOTREQUEST from
-// a 6-byte Ethernet unicast hardware address carrying a client message type.
+// validRequest accepts only what a DHCP client can send: a BOOTREQUEST
+// carrying a client message type, from an Ethernet unicast hardware address
+// or an IPoIB client with a port GUID ([ClientHW]).
 func validRequest(m *dhcpv4.DHCPv4) bool {
-	if m == nil || m.OpCode != dhcpv4.OpcodeBootRequest || m.HWType != iana.HWTypeEthernet ||
-		len(m.ClientHWAddr) != 6 || m.HopCount > 16 {
-		return false
-	}
-	mac := m.ClientHWAddr
-	if mac[0]&1 != 0 || bytes.Equal(mac, []byte{0, 0, 0, 0, 0, 0}) {
-		return false
-	}
-	if v := m.Options.Get(dhcpv4.OptionDHCPMessageType); len(v) != 1 {
-		return false
-	}
-	switch m.MessageType() {
-	case dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest, dhcpv4.MessageTypeDecline,
-		dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeInform:
-		return true
-	}
-	return false
+	_, err := ClientHW(m)
+	return err == nil
 }
 
 // ServeDHCP answers one request according to the policy. It returns nil
@@ -189,8 +175,9 @@ func validRequest(m *dhcpv4.DHCPv4) bool {
 // inventory or the lease file failed.
 func (p *Policy) ServeDHCP(ctx context.Context, req *Request) (*dhcpv4.DHCPv4, error) {
 	m := req.Msg
-	if !validRequest(m) {
-		p.cfg.Metrics.drop(DropMalformed)
+	mac, err := ClientHW(m)
+	if err != nil {
+		p.dropped(ctx, req, nil, DropMalformed, err.Error())
 		return nil, nil
 	}
 	mt := m.MessageType()
@@ -206,29 +193,39 @@ func (p *Policy) ServeDHCP(ctx context.Context, req *Request) (*dhcpv4.DHCPv4, e
 	var (
 		r      *dhcpv4.DHCPv4
 		reason string
-		err    error
 	)
 	if p.cfg.Mode == Proxy {
-		r, reason, err = p.serveProxy(ctx, req, sid)
+		r, reason, err = p.serveProxy(ctx, req, mac, sid)
 	} else {
-		r, reason, err = p.serveFull(ctx, req, sid)
+		r, reason, err = p.serveFull(ctx, req, mac, sid)
 	}
 	switch {
 	case errors.Is(err, errRateLimited):
-		p.cfg.Metrics.drop(DropRateLimited)
+		p.dropped(ctx, req, mac, DropRateLimited, "unknown client over the rate limit")
 		return nil, nil
 	case err != nil:
-		p.cfg.Metrics.drop(DropError)
+		p.dropped(ctx, req, mac, DropError, err.Error())
 		p.cfg.Metrics.inc(func(m *Metrics) prometheus.Counter { return m.failures })
 		return nil, err
 	case r == nil:
 		if reason != "" {
-			p.cfg.Metrics.drop(reason)
+			p.dropped(ctx, req, mac, reason, "")
 		}
 		return nil, nil
 	}
 	p.cfg.Metrics.reply(r.MessageType())
 	return r, nil
+}
+
+// dropped counts a request the policy does not answer and logs it, with
+// its reason, at debug level (issue 11 item 10: every drop is visible with
+// -v). mac is the client's hardware address when it is known.
+func (p *Policy) dropped(ctx context.Context, req *Request, mac net.HardwareAddr, reason, detail string) {
+	p.cfg.Metrics.drop(reason)
+	if !p.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	logDrop(ctx, p.cfg.Logger, reason, detail, req.Interface, req.Port, req.Peer, req.Msg, mac)
 }
 
 // lookup asks the inventory, then discovery. known is false for a MAC
@@ -304,9 +301,8 @@ func poolHost(pl *Pool, addr netip.Addr, lease time.Duration) Host {
 	return Host{Addr: addr, Netmask: c.Netmask, Gateway: c.Gateway, DNS: c.DNS, Domain: c.Domain, MTU: c.MTU, LeaseTime: lease}
 }
 
-func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*dhcpv4.DHCPv4, string, error) {
+func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAddr, sid netip.Addr) (*dhcpv4.DHCPv4, string, error) {
 	m := req.Msg
-	mac := m.ClientHWAddr
 	if req.Port != ServerPort {
 		return nil, DropNotForUs, nil
 	}
@@ -323,7 +319,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 			return p.reply(req, dhcpv4.MessageTypeOffer, sid, h, true), "", nil
 		}
 		pl := p.poolFor(clientSubnetAddr(req))
-		if pl == nil {
+		if pl == nil || isIPoIB(m) { // the pool leases Ethernet addresses only
 			return nil, DropUnknownHost, nil
 		}
 		addr, err := pl.Offer(mac, requestedAddr(m))
@@ -357,7 +353,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 			return p.reply(req, dhcpv4.MessageTypeAck, sid, h, true), "", nil
 		}
 		pl := p.poolFor(clientSubnetAddr(req))
-		if pl == nil {
+		if pl == nil || isIPoIB(m) { // the pool leases Ethernet addresses only
 			return nil, DropUnknownHost, nil
 		}
 		if !pl.subnet.Contains(want) {
@@ -383,7 +379,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 			return nil, DropNotForUs, nil
 		}
 		ci, _ := addrOf(m.ClientIPAddr)
-		if pl := p.poolFor(ci); pl != nil {
+		if pl := p.poolFor(ci); pl != nil && !isIPoIB(m) {
 			if err := pl.Release(mac, ci); err != nil {
 				return nil, "", err
 			}
@@ -405,7 +401,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 				"mac", mac.String(), "hostname", h.Hostname, "addr", addr)
 			return nil, "", nil
 		}
-		if pl := p.poolFor(addr); pl != nil {
+		if pl := p.poolFor(addr); pl != nil && !isIPoIB(m) {
 			p.cfg.Logger.Warn("dhcp: pool address declined: another machine uses it", "mac", mac.String(), "addr", addr)
 			if err := pl.Decline(mac, addr); err != nil {
 				return nil, "", err
@@ -424,7 +420,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 		}
 		if !known {
 			pl := p.poolFor(ci)
-			if pl == nil {
+			if pl == nil || isIPoIB(m) {
 				return nil, DropUnknownHost, nil
 			}
 			h = poolHost(pl, ci, 0)
@@ -434,7 +430,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, sid netip.Addr) (*
 	return nil, DropNotForUs, nil
 }
 
-func (p *Policy) serveProxy(ctx context.Context, req *Request, sid netip.Addr) (*dhcpv4.DHCPv4, string, error) {
+func (p *Policy) serveProxy(ctx context.Context, req *Request, mac net.HardwareAddr, sid netip.Addr) (*dhcpv4.DHCPv4, string, error) {
 	m := req.Msg
 	c := classify(m)
 	if !c.pxe && !c.httpBoot && !c.ipxe {
@@ -449,14 +445,14 @@ func (p *Policy) serveProxy(ctx context.Context, req *Request, sid netip.Addr) (
 	default:
 		return nil, DropNotForUs, nil
 	}
-	_, known, err := p.lookup(ctx, m.ClientHWAddr, true)
+	_, known, err := p.lookup(ctx, mac, true)
 	if err != nil {
 		return nil, "", err
 	}
 	if !known {
 		return nil, DropUnknownHost, nil
 	}
-	b, ok := p.boot(c, sid, m.ClientHWAddr)
+	b, ok := p.boot(c, sid, mac)
 	if !ok {
 		return nil, DropNoBoot, nil
 	}
@@ -486,6 +482,13 @@ func (p *Policy) newReply(m *dhcpv4.DHCPv4, mt dhcpv4.MessageType, sid netip.Add
 	}
 	if r.GatewayIPAddr == nil {
 		r.GatewayIPAddr = net.IPv4zero
+	}
+	if isIPoIB(m) {
+		// RFC 4390 section 2.1: hlen 0 and chaddr zero (an IPoIB address
+		// does not fit it), and the reply is broadcast: the server cannot
+		// resolve the client's link-layer address before it has an IP.
+		r.ClientHWAddr = net.HardwareAddr{}
+		r.SetBroadcast()
 	}
 	r.UpdateOption(dhcpv4.OptMessageType(mt))
 	r.UpdateOption(dhcpv4.OptServerIdentifier(sid.AsSlice()))
@@ -561,7 +564,8 @@ func (p *Policy) reply(req *Request, mt dhcpv4.MessageType, sid netip.Addr, h Ho
 	if h.MTU >= 68 {
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(h.MTU >> 8), byte(h.MTU)}))
 	}
-	if b, ok := p.boot(classify(m), sid, m.ClientHWAddr); ok {
+	mac, _ := ClientHW(m) // validated by ServeDHCP
+	if b, ok := p.boot(classify(m), sid, mac); ok {
 		p.setBoot(m, r, b, sid)
 	}
 	return r
@@ -589,7 +593,7 @@ func (p *Policy) otherServer(req *Request, other netip.Addr) {
 		}
 		p.warnMu.Unlock()
 		p.cfg.Logger.Warn("dhcp: another DHCP server answers on this segment: clients may take its offers instead of wwboot's; stop it, or run wwboot in proxy mode beside it",
-			"other_server", other, "interface", req.Interface, "client", req.Msg.ClientHWAddr.String())
+			"other_server", other, "interface", req.Interface, "client", clientString(req.Msg))
 		return
 	}
 	p.warnMu.Unlock()

@@ -323,7 +323,7 @@ func (s *Server) Serve(ctx context.Context, conns ...*Conn) error {
 		defer workers.Done()
 		for p := range queue {
 			if s.stopping.Load() {
-				s.cfg.Metrics.drop(DropShutdown) // a backlog must not hold the stop
+				s.dropped(hctx, p, DropShutdown, "queued when the server stopped") // a backlog must not hold the stop
 			} else {
 				s.handle(hctx, p)
 			}
@@ -403,17 +403,17 @@ type queues struct {
 }
 
 // pick returns the queue for the packet in b: the client hardware address
-// is read from its fixed place in the BOOTP header (RFC 2131 section 2)
-// without parsing the rest.
+// is read from its fixed place in the BOOTP header (RFC 2131 section 2), or
+// for IPoIB from chaddr or option 61 ([ClientHW]), without parsing the rest.
 func (q queues) pick(ctx context.Context, b []byte) chan *packet {
 	if q.cls == nil {
 		return q.known
 	}
-	const chaddr = 28
-	if len(b) < chaddr+16 || b[2] == 0 || b[2] > 16 {
+	hw, ok := rawClientHW(b)
+	if !ok {
 		return q.unknown // malformed: the parser drops it, on the small side
 	}
-	if q.cls.Known(ctx, net.HardwareAddr(b[chaddr:chaddr+int(b[2])])) {
+	if q.cls.Known(ctx, hw) {
 		return q.known
 	}
 	return q.unknown
@@ -433,20 +433,34 @@ func (s *Server) read(ctx context.Context, c *Conn, q queues) {
 			time.Sleep(10 * time.Millisecond) // don't spin on a persistent error
 			continue
 		}
+		p.n, p.conn, p.peer = n, c, peer
 		if flags&unix.MSG_TRUNC != 0 {
-			s.cfg.Metrics.drop(DropMalformed) // larger than any DHCP client sends
+			s.dropped(ctx, p, DropMalformed, "larger than the 4 KiB any DHCP client sends")
 			s.bufs.Put(p)
 			continue
 		}
-		p.n, p.conn, p.peer = n, c, peer
 		p.local = c.localAddr(oob[:oobn])
 		select {
 		case q.pick(ctx, p.buf[:n]) <- p:
 		default:
-			s.cfg.Metrics.drop(DropQueueFull)
+			s.dropped(ctx, p, DropQueueFull, "work queue full")
 			s.bufs.Put(p)
 		}
 	}
+}
+
+// dropped counts a packet the server drops before the handler sees it and
+// logs it with its reason at debug level.
+func (s *Server) dropped(ctx context.Context, p *packet, reason, detail string) {
+	s.cfg.Metrics.drop(reason)
+	if !s.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	var hw net.HardwareAddr
+	if mac, ok := rawClientHW(p.buf[:p.n]); ok {
+		hw = mac
+	}
+	logDrop(ctx, s.log, reason, detail, p.conn.iface, p.conn.port, p.peer, nil, hw)
 }
 
 // localAddr is the address the packet was addressed to (a relay's unicast),
@@ -529,31 +543,45 @@ func (s *Server) handle(ctx context.Context, p *packet) {
 		dst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{255, 255, 255, 255}), ClientPort)
 	}
 	if err := p.conn.send(b, dst, p.local); err != nil {
-		s.log.Warn("dhcp: send reply", "interface", p.conn.iface, "to", dst, "mac", reply.ClientHWAddr.String(), "err", err)
+		s.log.Warn("dhcp: send reply", "interface", p.conn.iface, "to", dst, "mac", clientString(req.Msg), "err", err)
 	}
 }
 
 // serve parses one packet and runs the handler; both nil means no reply.
 func (s *Server) serve(ctx context.Context, b []byte, iface string, port int, local netip.Addr, peer netip.AddrPort) (*dhcpv4.DHCPv4, *Request) {
 	m, err := dhcpv4.FromBytes(b)
-	if err != nil || !validRequest(m) {
+	if err != nil {
 		s.cfg.Metrics.drop(DropMalformed)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			logDrop(ctx, s.log, DropMalformed, "does not parse: "+err.Error(), iface, port, peer, nil, nil)
+		}
+		return nil, nil
+	}
+	mac, err := ClientHW(m)
+	if err != nil {
+		s.cfg.Metrics.drop(DropMalformed)
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			logDrop(ctx, s.log, DropMalformed, err.Error(), iface, port, peer, m, nil)
+		}
 		return nil, nil
 	}
 	if s.isProbe(m.ClientHWAddr) {
-		return nil, nil // our own probe for other servers, looped back
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			logDrop(ctx, s.log, "own_probe", "this server's own probe for other servers, looped back", iface, port, peer, m, mac)
+		}
+		return nil, nil
 	}
 	req := &Request{Msg: m, Interface: iface, Local: local, Port: port, Peer: peer}
 	reply, err := s.h.ServeDHCP(ctx, req)
 	if err != nil {
-		s.log.Error("dhcp: request failed", "interface", iface, "mac", m.ClientHWAddr.String(), "type", m.MessageType().String(), "err", err)
+		s.log.Error("dhcp: request failed", "interface", iface, "mac", mac.String(), "type", m.MessageType().String(), "err", err)
 		return nil, nil
 	}
 	if reply == nil {
 		return nil, nil
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("dhcp: reply", "interface", iface, "mac", m.ClientHWAddr.String(), "type", reply.MessageType().String(), "yiaddr", reply.YourIPAddr.String())
+		s.log.Debug("dhcp: reply", "interface", iface, "mac", mac.String(), "type", reply.MessageType().String(), "yiaddr", reply.YourIPAddr.String())
 	}
 	return reply, req
 }
@@ -575,7 +603,7 @@ func destination(req, reply *dhcpv4.DHCPv4, port int, peer netip.AddrPort) (dst 
 	if ci, ok := addrOf(req.ClientIPAddr); ok && !ci.IsUnspecified() {
 		return netip.AddrPortFrom(ci, ClientPort), false
 	}
-	if req.IsBroadcast() {
+	if req.IsBroadcast() || reply.IsBroadcast() { // IPoIB replies are broadcast (RFC 4390)
 		return bcast, false
 	}
 	if yi, ok := addrOf(reply.YourIPAddr); ok && !yi.IsUnspecified() {

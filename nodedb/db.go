@@ -151,11 +151,17 @@ func (db *DB) index(n *Node, warn func(kind, name string, field []string, err er
 		nd := n.NetDevs[dev]
 		if nd.Hwaddr != "" {
 			if hw, err := ParseHW(nd.Hwaddr); err == nil {
-				if other, dup := db.byHW[string(hw)]; dup && other != n {
-					warn("node", n.ID, []string{"network devices", dev, "hwaddr"}, fmt.Errorf("%s is also the address of node %q: neither boots by this MAC until each MAC belongs to one node", hw, other.ID))
-					db.dupHW = setKey2(db.dupHW, string(hw))
-				} else {
-					db.byHW[string(hw)] = n
+				keys := []net.HardwareAddr{hw}
+				if g := ibGUID(hw); g != nil {
+					keys = append(keys, g)
+				}
+				for _, k := range keys {
+					if other, dup := db.byHW[string(k)]; dup && other != n {
+						warn("node", n.ID, []string{"network devices", dev, "hwaddr"}, fmt.Errorf("%s is also the address of node %q: neither boots by this MAC until each MAC belongs to one node", k, other.ID))
+						db.dupHW = setKey2(db.dupHW, string(k))
+					} else {
+						db.byHW[string(k)] = n
+					}
 				}
 			}
 		}
@@ -371,13 +377,32 @@ func (db *DB) Node(name string) (*Node, error) {
 // which one owns it, since booting either could give a machine another
 // node's name, addresses and host keys.
 func (db *DB) NodeByHW(_ context.Context, hw net.HardwareAddr) (*Node, error) {
-	if db.dupHW[string(hw)] {
-		return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrAmbiguous)
+	keys := []net.HardwareAddr{hw}
+	if g := ibGUID(hw); g != nil {
+		keys = append(keys, g) // the queue pair number changes each boot
 	}
-	if n, ok := db.byHW[string(hw)]; ok {
-		return n, nil
+	for _, k := range keys {
+		if db.dupHW[string(k)] {
+			return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrAmbiguous)
+		}
+		if n, ok := db.byHW[string(k)]; ok {
+			return n, nil
+		}
 	}
 	return nil, fmt.Errorf("hwaddr %s: %w", hw, ErrNotFound)
+}
+
+// ibGUID returns the port GUID (last 8 bytes) of a 20-byte InfiniBand
+// hardware address, or nil for any other length. IPoIB nodes are indexed
+// and found by it as well: the first 4 bytes hold a queue pair number that
+// changes from boot to boot, and DHCP (RFC 4390) knows a client only by its
+// GUID. A 20-byte hwaddr recorded as the client identifier sites send
+// (ff:00:00:00:00:00:02:00:00:02:c9:00 and the GUID) ends in the GUID too.
+func ibGUID(hw net.HardwareAddr) net.HardwareAddr {
+	if len(hw) != 20 {
+		return nil
+	}
+	return hw[12:]
 }
 
 // NodeByIP returns the node with a network device of that IPv4 address. An

@@ -201,11 +201,21 @@ func netDevByHW(n *nodedb.Node, mac net.HardwareAddr) *nodedb.NetDev {
 			continue
 		}
 		hw, err := nodedb.ParseHW(nd.Hwaddr)
-		if err == nil && string(hw) == string(mac) {
+		if err == nil && (string(hw) == string(mac) || sameIBPort(hw, mac)) {
 			return nd
 		}
 	}
 	return nil
+}
+
+// sameIBPort reports whether two InfiniBand addresses (20-byte IPoIB
+// addresses or 8-byte GUIDs, at least one of them 20 bytes) name the same
+// port: the same GUID in their last 8 bytes (nodedb finds nodes the same way).
+func sameIBPort(a, b net.HardwareAddr) bool {
+	if (len(a) != 20 && len(a) != 8) || (len(b) != 20 && len(b) != 8) || len(a)+len(b) < 28 {
+		return false
+	}
+	return string(a[len(a)-8:]) == string(b[len(b)-8:])
 }
 
 // nodeAddrs returns the IPv4 and IPv6 addresses of every network device of n.
