@@ -27,7 +27,7 @@ import (
 const (
 	DefaultTimeout      = time.Second
 	DefaultRetries      = 5
-	DefaultMaxTransfers = 1024
+	DefaultMaxTransfers = 4096
 	// MaxAnticipateBytes bounds Server.Anticipate: window × block size. A
 	// larger window can overrun a client's socket buffer, and pin/tftp's
 	// anticipate sender then stalls for good once a block is lost.
@@ -131,15 +131,59 @@ type Server struct {
 	// blocks).
 	Anticipate uint
 
-	// MaxTransfers bounds concurrent transfers; requests beyond it get a
-	// "server busy" error (DefaultMaxTransfers if zero, no bound if
-	// negative).
+	// MaxTransfers bounds concurrent transfers (DefaultMaxTransfers if
+	// zero, no bound if negative). A request beyond it waits up to
+	// BusyWait for a transfer to end, then gets a "server busy" error: a
+	// PXE ROM gives up the boot on an error, so a short queue turns a boot
+	// storm into a delay instead of failed nodes.
 	MaxTransfers int
+	// BusyWait is how long a request waits for a free transfer slot
+	// (DefaultBusyWait if zero, no wait if negative).
+	BusyWait time.Duration
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
 	closed    bool
 	active    atomic.Int64
+	busyLog   atomic.Int64 // unix nanoseconds of the last "too many transfers" warning
+}
+
+// DefaultBusyWait is how long a request waits for a free transfer slot
+// before "server busy"; PXE ROMs wait several seconds for an answer.
+const DefaultBusyWait = 3 * time.Second
+
+func (s *Server) busyWait() time.Duration {
+	switch {
+	case s.BusyWait == 0:
+		return DefaultBusyWait
+	case s.BusyWait < 0:
+		return 0
+	}
+	return s.BusyWait
+}
+
+// acquire takes a transfer slot, waiting up to busyWait for one when all
+// maxT are in use (maxT <= 0: no bound). It reports whether it got one.
+func (s *Server) acquire(ctx context.Context, maxT int) bool {
+	if maxT <= 0 {
+		s.active.Add(1)
+		return true
+	}
+	deadline := time.Now().Add(s.busyWait())
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if n := s.active.Add(1); n <= int64(maxT) {
+			return true
+		}
+		s.active.Add(-1)
+		if !time.Now().Add(wait).Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }
 
 // listener is one socket being served.
@@ -352,9 +396,12 @@ func (s *Server) read(ctx context.Context, l *listener, filename string, rf io.R
 	if maxT == 0 {
 		maxT = DefaultMaxTransfers
 	}
-	if n := s.active.Add(1); maxT > 0 && n > int64(maxT) {
-		s.active.Add(-1)
-		log.Warn("tftp: refused request: too many transfers", "max_transfers", maxT)
+	if !s.acquire(ctx, maxT) {
+		// One warning per 10 s, not one per refusal: a storm would
+		// otherwise flood the log.
+		if now, last := time.Now().UnixNano(), s.busyLog.Load(); now-last > int64(10*time.Second) && s.busyLog.CompareAndSwap(last, now) {
+			log.Warn("tftp: refusing requests: too many transfers", "max_transfers", maxT, "waited", s.busyWait())
+		}
 		s.Metrics.request(ResultBusy)
 		return errBusy
 	}

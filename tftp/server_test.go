@@ -159,7 +159,7 @@ func TestBusyAndShutdown(t *testing.T) {
 
 	conn, err := ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := &Server{FS: files, MaxTransfers: 1, Timeout: 2 * time.Second, Metrics: m}
+	srv := &Server{FS: files, MaxTransfers: 1, BusyWait: -1, Timeout: 2 * time.Second, Metrics: m}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(context.Background(), conn) }()
 
@@ -191,6 +191,29 @@ func TestBusyAndShutdown(t *testing.T) {
 	}
 	assert.Eventually(t, func() bool { return metricValue(t, m.active) == 0 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1.0, metricValue(t, m.requests.WithLabelValues(ResultFailed)))
+}
+
+// TestBusyWaitsForASlot: in a boot storm a request beyond MaxTransfers
+// waits for a transfer to end instead of getting an error (a PXE ROM gives
+// up its boot on one), and is served when the slot frees.
+func TestBusyWaitsForASlot(t *testing.T) {
+	files := fstest.MapFS{"f": {Data: []byte("small")}}
+	conn, err := ListenPacket(t.Context(), "udp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	serveLoopback(t, &Server{FS: files, MaxTransfers: 1, BusyWait: 10 * time.Second, Timeout: 5 * time.Second}, conn)
+
+	first := newRawClient(t)
+	first.send(conn.LocalAddr(), rrq("f"))
+	op, _ := first.recv() // DATA 1, the whole file; the transfer ends with its ACK
+	require.Equal(t, uint16(3), op)
+
+	second := newRawClient(t)
+	second.send(conn.LocalAddr(), rrq("f"))
+	time.Sleep(300 * time.Millisecond) // the second request is waiting now
+	first.send(first.peer, ack(1))
+	op, body := second.recv()
+	require.Equal(t, uint16(3), op, "the waiting request is served once the slot frees, got %q", body)
+	assert.Contains(t, string(body), "small")
 }
 
 // TestNetascii: netascii in any letter case converts line ends.
