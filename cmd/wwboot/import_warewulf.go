@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wwboot/wwboot/hostlist"
 	"github.com/wwboot/wwboot/image"
 	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/overlay"
@@ -100,6 +102,7 @@ type warewulfImport struct {
 	// report lines by section
 	taken, changed, left []string
 	failed               []string
+	todo                 []string // to do before 'wwboot serve'
 }
 
 func (w *warewulfImport) take(format string, args ...any) {
@@ -228,7 +231,7 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 		if err != nil {
 			return err
 		}
-		w.take("%s: %d profiles and nodes added, %d replaced (%s)", ncPath, res.added, res.replaced, strings.Join(res.names, ", "))
+		w.take("%s: %d added, %d replaced (%s)", ncPath, res.added, res.replaced, strings.Join(res.names, ", "))
 		if res.initDefault {
 			w.change("profile default: Warewulf's replaced the one 'wwboot init' wrote, so nodes keep Warewulf's overlay lists and kernel arguments")
 		}
@@ -282,11 +285,61 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 		}
 	}
 
+	w.checkSystemSecrets(ctx)
+
 	w.print()
 	if len(w.failed) > 0 {
 		return fmt.Errorf("import warewulf: %d part(s) not taken over (see above); fix them and run the import again (it is safe to repeat with --overwrite)", len(w.failed))
 	}
 	return nil
+}
+
+// checkSystemSecrets reports the nodes whose system overlay the server
+// would refuse because it carries private files (Warewulf's default profile
+// lists ssh.host_keys there): one node per distinct system overlay list is
+// rendered, so a large site costs a few renders, not one per node.
+func (w *warewulfImport) checkSystemSecrets(ctx context.Context) {
+	if w.a.systemSecretsAllowed() {
+		return
+	}
+	r, err := (&overlayFlags{}).renderer(w.a)
+	if err != nil {
+		return
+	}
+	db, err := inventory(ctx, w.a)
+	if err != nil {
+		return
+	}
+	verdict := map[string][]string{} // system overlay list -> private files
+	var nodes, files []string
+	for _, name := range db.Names() {
+		n, err := db.Node(name)
+		if err != nil {
+			continue
+		}
+		key := strings.Join(r.OverlayNames(n, overlay.System), ",")
+		priv, seen := verdict[key]
+		if !seen {
+			if ar, err := r.Render(ctx, db, n, overlay.System); err == nil {
+				priv = ar.Private()
+			}
+			verdict[key] = priv
+		}
+		if len(priv) > 0 {
+			nodes = append(nodes, name)
+			if files == nil {
+				files = priv
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	w.todo = append(w.todo, fmt.Sprintf("%d node(s) (%s) have system overlays with private files (/%s): wwboot serve refuses "+
+		"them, since anyone on the provisioning network may fetch a system overlay; move the overlays that make them "+
+		"(Warewulf's default profile lists ssh.host_keys) to the runtime overlays with 'wwboot profile set PROFILE "+
+		"--system-overlays ... --runtime-overlays ...', or accept the exposure with 'system overlay secrets: true' in %s",
+		len(nodes), hostlist.Compress(nodes), strings.Join(files[:min(len(files), 3)], ", /"), w.a.path("wwboot.conf")))
 }
 
 // initRoot does what `wwboot init` does when ROOT has no wwboot.conf or
@@ -658,6 +711,7 @@ func (w *warewulfImport) print() {
 		{"Changed, and why", w.changed},
 		{"Not taken over", w.left},
 		{"FAILED", w.failed},
+		{"To do before 'wwboot serve'", w.todo},
 	} {
 		if len(sec.lines) == 0 {
 			continue

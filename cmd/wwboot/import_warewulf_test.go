@@ -279,3 +279,45 @@ func TestImportWarewulfMissingOverlay(t *testing.T) {
 	_, err = run(t, root, "import", "warewulf", t.TempDir())
 	assert.ErrorContains(t, err, "has no etc/warewulf")
 }
+
+// TestImportWarewulfReportsSystemSecrets: Warewulf's default profile puts
+// ssh.host_keys in the system overlay, which wwboot serve refuses; the
+// import report says so before the administrator starts the server, and
+// offline renders warn the same way, unless wwboot.conf accepts it.
+func TestImportWarewulfReportsSystemSecrets(t *testing.T) {
+	src, _ := warewulfTree(t, wwNodesConf)
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	agent := filepath.Join(t.TempDir(), "wwboot-agent")
+	require.NoError(t, os.WriteFile(agent, []byte("#!/bin/sh\n"), 0o755))
+	conf := filepath.Join(root, "wwboot.conf")
+	require.NoError(t, setConfigKeys(conf, map[string]string{"agent": `"` + agent + `"`}))
+
+	out := mustRun(t, root, "import", "warewulf", src)
+	assert.Contains(t, out, "To do before 'wwboot serve':")
+	assert.Contains(t, out, "2 node(s) (n[1-2]) have system overlays with private files (/etc/ssh/ssh_host_ed25519_key, /etc/ssh/ssh_host_rsa_key): wwboot serve refuses them")
+	assert.Contains(t, out, "system overlay secrets: true")
+	assert.Contains(t, out, "3 added, 1 replaced (profile compute, profile default, node n1, node n2)")
+
+	out = mustRun(t, root, "overlay", "render", "n2", "-o", filepath.Join(t.TempDir(), "sys.cpio.gz"))
+	assert.Contains(t, out, "warning: node n2: its system overlay carries private files (/etc/ssh/ssh_host_ed25519_key, /etc/ssh/ssh_host_rsa_key): wwboot serve refuses it")
+	out = mustRun(t, root, "overlay", "render", "n2", "--kind", "runtime", "-o", filepath.Join(t.TempDir(), "rt.cpio.gz"))
+	assert.NotContains(t, out, "warning", "the runtime overlay is the place for secrets")
+	out = mustRun(t, root, "overlay", "build")
+	assert.Contains(t, out, "warning: node n1: its system overlay carries private files")
+	assert.Contains(t, out, "2 nodes' system overlays carry private files")
+
+	// Moving ssh.host_keys to the runtime overlays clears it.
+	mustRun(t, root, "profile", "set", "default", "--system-overlays", "wwinit,wwclient,fstab,hostname",
+		"--runtime-overlays", "hosts,ssh.authorized_keys,ssh.host_keys")
+	out = mustRun(t, root, "overlay", "files", "n2")
+	assert.NotContains(t, out, "warning")
+
+	// So does accepting Warewulf's exposure.
+	mustRun(t, root, "profile", "set", "default", "--system-overlays", "wwinit,wwclient,ssh.host_keys")
+	assert.Contains(t, mustRun(t, root, "overlay", "files", "n2"), "warning: node n2")
+	require.NoError(t, setConfigKeys(conf, map[string]string{"system overlay secrets": "true"}))
+	assert.NotContains(t, mustRun(t, root, "overlay", "files", "n2"), "warning")
+	out = mustRun(t, root, "import", "warewulf", "--overwrite", src)
+	assert.NotContains(t, out, "To do before")
+}

@@ -258,6 +258,7 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
 				fmt.Fprintf(tw, "# %s %s overlays %v: %d bytes\n", n.ID, k, r.OverlayNames(n, k), ar.Size())
 				for _, e := range ar.Entries() {
 					printEntry(tw, e.Mode, e.UID, e.GID, e.Size, "/"+e.Path, e.Target)
@@ -292,6 +293,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
 			if out == "-" {
 				_, err = ar.WriteTo(a.stdout)
 				return err
@@ -345,13 +347,24 @@ func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
 			}
 			start := time.Now()
 			res, err := r.Build(cmd.Context(), db, args...)
-			var ok int
+			var ok, refused int
 			var bytes int64
+			allowed := a.systemSecretsAllowed()
 			for _, rr := range res {
 				if rr.Err == nil {
 					ok++
 					bytes += rr.System.Size() + rr.Runtime.Size()
+					// One line is enough to explain it; count the rest.
+					if len(rr.System.Private()) > 0 && !allowed {
+						if refused == 0 {
+							warnSystemSecrets(a.stderr, allowed, rr.Node, overlay.System, rr.System)
+						}
+						refused++
+					}
 				}
+			}
+			if refused > 1 {
+				fmt.Fprintf(a.stderr, "wwboot: warning: %d nodes' system overlays carry private files and would be refused\n", refused)
 			}
 			fmt.Fprintf(a.stdout, "built %d of %d nodes (%d bytes) in %s into %s\n", ok, len(res), bytes,
 				time.Since(start).Round(time.Millisecond), a.path("overlays-built"))
