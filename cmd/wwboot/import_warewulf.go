@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -103,6 +104,32 @@ type warewulfImport struct {
 	taken, changed, left []string
 	failed               []string
 	todo                 []string // to do before 'wwboot serve'
+	// needIface is the listen address when no interface of this machine
+	// has it and DHCP is on: serve then needs --interface.
+	needIface string
+}
+
+// interfaceWithAddr names this machine's interface that has address a, or
+// returns "" when none has.
+func interfaceWithAddr(a netip.Addr) string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == a {
+					return ifi.Name
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func (w *warewulfImport) take(format string, args ...any) {
@@ -389,7 +416,13 @@ func (w *warewulfImport) mapConf(c wwConf) error {
 		addr := strings.SplitN(c.Ipaddr, "/", 2)[0]
 		if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
 			set["listen"] = strconv.Quote(a.String())
-			w.take("ipaddr %s: listen: %s (the interface is the one that has this address)", c.Ipaddr, a)
+			if ifname := interfaceWithAddr(a); ifname != "" {
+				set["interface"] = strconv.Quote(ifname)
+				w.take("ipaddr %s: listen: %s, interface: %s (this machine's interface with that address)", c.Ipaddr, a, ifname)
+			} else {
+				w.needIface = a.String()
+				w.take("ipaddr %s: listen: %s (no interface of this machine has it: DHCP needs interface: in wwboot.conf, or serve --interface IF)", c.Ipaddr, a)
+			}
 		} else {
 			w.fail("warewulf.conf ipaddr %q is not an IPv4 address: listen left empty", c.Ipaddr)
 		}
@@ -433,6 +466,7 @@ func (w *warewulfImport) mapConf(c wwConf) error {
 			w.leave("dhcp template %s: wwboot has no dhcpd.conf template; its DHCP answers what Warewulf's default template answers", c.DHCP.Template)
 		}
 	} else {
+		w.needIface = "" // without DHCP, serve needs only the listen address
 		set["dhcp"] = "off"
 		w.change("dhcp enabled false: dhcp: off — Warewulf did not answer DHCP on this site; point the site's DHCP server at wwboot (or set dhcp: proxy to have wwboot add only the boot information)")
 	}
@@ -722,7 +756,11 @@ func (w *warewulfImport) print() {
 		}
 	}
 	if len(w.failed) == 0 {
-		fmt.Fprintf(out, "\nNext: stop Warewulf's warewulfd, dhcpd and tftp, then run 'wwboot --root %s serve'.\n", w.a.root)
+		iface, why := "", ""
+		if w.needIface != "" {
+			iface, why = " --interface IF", " (IF: the cluster interface, the one with "+w.needIface+"; or set interface: in wwboot.conf)"
+		}
+		fmt.Fprintf(out, "\nNext: stop Warewulf's warewulfd, dhcpd and tftp, then run 'wwboot --root %s serve%s'%s.\n", w.a.root, iface, why)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -320,4 +321,31 @@ func TestImportWarewulfReportsSystemSecrets(t *testing.T) {
 	assert.NotContains(t, mustRun(t, root, "overlay", "files", "n2"), "warning")
 	out = mustRun(t, root, "import", "warewulf", "--overwrite", src)
 	assert.NotContains(t, out, "To do before")
+}
+
+// TestImportWarewulfFindsTheInterface: DHCP needs the interface; the import
+// takes the one of this machine that has warewulf.conf's ipaddr, and when
+// none has it, the report's last line says serve needs --interface. Offline
+// renders see the listen address either way.
+func TestImportWarewulfFindsTheInterface(t *testing.T) {
+	for _, tc := range []struct{ ip, iface, next string }{
+		{"127.0.0.1", "lo", "serve'."},
+		{"192.0.2.77", "", "serve --interface IF' (IF: the cluster interface, the one with 192.0.2.77"},
+	} {
+		t.Run(tc.ip, func(t *testing.T) {
+			src, _ := warewulfTree(t, wwNodesConf)
+			conf := strings.Replace(wwConfText, "ipaddr: 10.0.0.1", "ipaddr: "+tc.ip, 1)
+			require.NoError(t, os.WriteFile(filepath.Join(src, "etc/warewulf/warewulf.conf"), []byte(conf), 0o644))
+			root := t.TempDir()
+			out := mustRun(t, root, "import", "warewulf", src)
+			assert.Contains(t, out, tc.next)
+			cfg, err := loadServeConfig(filepath.Join(root, "wwboot.conf"))
+			require.NoError(t, err)
+			assert.Equal(t, tc.ip, cfg.Listen)
+			assert.Equal(t, tc.iface, cfg.Interface)
+
+			out = mustRun(t, root, "overlay", "show", "wwinit", "/etc/wwboot/node.conf.ww", "--render", "n1")
+			assert.Contains(t, out, "WWBOOT_SERVER='"+tc.ip+"'")
+		})
+	}
 }

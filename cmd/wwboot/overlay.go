@@ -61,7 +61,9 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		return nil, err
 	}
 	var ip, mask string
-	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
+	// serverAddr returns the listen address also with an error (no
+	// interface: set): templates see it even so.
+	if addr, netmask, _ := serverAddr(cfg); addr.IsValid() {
 		ip, mask = addr.String(), netmask
 	}
 	agent, _ := agentPath(cfg.Agent)
