@@ -22,6 +22,20 @@ type overlayFlags struct {
 	serverIP, netmask, serverIP6 string
 	keyTypes                     []string
 	sharedKeys                   bool
+	// noServerAddr is set by renderer when neither wwboot.conf nor
+	// --server-ipaddr gives the server's address (see warnNoServerAddr).
+	noServerAddr bool
+}
+
+// warnNoServerAddr says, for the commands that render for a node, that the
+// templates saw no server address, so what they show differs from what
+// `wwboot serve` (which knows its address) sends.
+func (f *overlayFlags) warnNoServerAddr(a *app) {
+	if f.noServerAddr {
+		fmt.Fprintln(a.stderr, "wwboot: warning: the server's address is unknown (wwboot.conf sets neither listen: nor "+
+			"interface:): templates render without it (WWBOOT_URL in /etc/wwboot/node.conf, the server in /etc/hosts); "+
+			"set one, or pass --server-ipaddr, to see what wwboot serve sends")
+	}
 }
 
 // newOverlayCmd is `wwboot overlay`: list, show, files, render and build.
@@ -78,6 +92,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 	if f.netmask != "" {
 		srv.Netmask = f.netmask
 	}
+	f.noServerAddr = srv.Ipaddr == ""
 	return overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
@@ -254,6 +269,7 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			for _, k := range kinds {
 				ar, err := r.Render(cmd.Context(), db, n, k)
@@ -291,6 +307,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			ar, err := r.Render(cmd.Context(), db, n, k)
 			if err != nil {
 				return err
@@ -347,6 +364,7 @@ func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			start := time.Now()
 			res, err := r.Build(cmd.Context(), db, args...)
 			var ok, refused int
