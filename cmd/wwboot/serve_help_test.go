@@ -22,3 +22,14 @@ func TestServeHelpNamesTheConfigDefaults(t *testing.T) {
 		assert.NotContains(t, out, bad)
 	}
 }
+
+// status and node status print the server's records: their -o help does
+// not claim nodes.conf's keys.
+func TestStatusOutputHelp(t *testing.T) {
+	for _, args := range [][]string{{"status", "--help"}, {"node", "status", "--help"}} {
+		out := mustRun(t, t.TempDir(), args...)
+		assert.Contains(t, out, "every field of the server's status", args)
+		assert.NotContains(t, out, "nodes.conf's keys", args)
+	}
+	assert.Contains(t, mustRun(t, t.TempDir(), "node", "list", "--help"), "nodes.conf's keys")
+}
