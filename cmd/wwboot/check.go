@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 	"github.com/wwboot/wwboot/nodedb"
@@ -26,6 +27,10 @@ It exits non-zero if it finds anything, or if the file does not load at all.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				file = a.path("nodes.conf")
+			} else if _, err := os.Stat(file); err != nil {
+				// nodedb's own message points at --root and init, which
+				// do not apply to a file named with --file.
+				return fmt.Errorf("node check --file: %w", err)
 			}
 			// The findings are this command's output: do not log them too.
 			s, err := nodedb.Open(cmd.Context(), file, nodedb.WithLogger(slog.New(slog.DiscardHandler)))

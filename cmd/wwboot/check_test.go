@@ -63,3 +63,13 @@ nodes:
 	assert.Contains(t, out, "n1")
 	assert.Contains(t, out, "n2")
 }
+
+// A --file that does not exist is named as such, not as an inventory to
+// create with init under --root.
+func TestNodeCheckMissingFile(t *testing.T) {
+	root := t.TempDir()
+	missing := filepath.Join(t.TempDir(), "nodes.conf")
+	_, err := run(t, root, "node", "check", "--file", missing)
+	require.Error(t, err)
+	assert.Equal(t, "node check --file: stat "+missing+": no such file or directory", err.Error())
+}

@@ -14,7 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/wwboot/wwboot/hostlist"
 	"github.com/wwboot/wwboot/image"
+	"github.com/wwboot/wwboot/nodedb"
 )
 
 // newImageCmd builds `wwboot image`: import, build, list, show, delete,
@@ -290,11 +292,16 @@ func newImageDeleteCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			db, _ := a.snapshot(cmd.Context()) // for the warning only
 			for _, n := range args {
 				if err := s.Delete(cmd.Context(), n); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "deleted %s\n", n)
+				if users := nodesBooting(db, n); len(users) > 0 {
+					fmt.Fprintf(a.stderr, "wwboot: warning: %d node(s) (%s) boot image %s: they get no image until it is imported again or they boot another (wwboot node set NODE --image NAME)\n",
+						len(users), hostlist.Compress(users), n)
+				}
 			}
 			return prune(cmd.Context(), a, s, grace)
 		},
@@ -434,4 +441,19 @@ func (b *progressBar) update(p image.Progress) {
 	if p.Done {
 		fmt.Fprint(b.w, "\r"+strings.Repeat(" ", 100)+"\r")
 	}
+}
+
+// nodesBooting lists the nodes of db (nil: none) whose effective image is
+// name.
+func nodesBooting(db *nodedb.DB, name string) []string {
+	if db == nil {
+		return nil
+	}
+	var out []string
+	for _, id := range db.Names() {
+		if n, err := db.Node(id); err == nil && n.ImageName == name {
+			out = append(out, id)
+		}
+	}
+	return out
 }

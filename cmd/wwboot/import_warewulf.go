@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wwboot/wwboot/hostlist"
 	"github.com/wwboot/wwboot/image"
 	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/overlay"
@@ -100,6 +103,33 @@ type warewulfImport struct {
 	// report lines by section
 	taken, changed, left []string
 	failed               []string
+	todo                 []string // to do before 'wwboot serve'
+	// needIface is the listen address when no interface of this machine
+	// has it and DHCP is on: serve then needs --interface.
+	needIface string
+}
+
+// interfaceWithAddr names this machine's interface that has address a, or
+// returns "" when none has.
+func interfaceWithAddr(a netip.Addr) string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifi := range ifs {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if ipn, ok := ad.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == a {
+					return ifi.Name
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func (w *warewulfImport) take(format string, args ...any) {
@@ -228,7 +258,7 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 		if err != nil {
 			return err
 		}
-		w.take("%s: %d profiles and nodes added, %d replaced (%s)", ncPath, res.added, res.replaced, strings.Join(res.names, ", "))
+		w.take("%s: %d added, %d replaced (%s)", ncPath, res.added, res.replaced, strings.Join(res.names, ", "))
 		if res.initDefault {
 			w.change("profile default: Warewulf's replaced the one 'wwboot init' wrote, so nodes keep Warewulf's overlay lists and kernel arguments")
 		}
@@ -282,11 +312,61 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 		}
 	}
 
+	w.checkSystemSecrets(ctx)
+
 	w.print()
 	if len(w.failed) > 0 {
 		return fmt.Errorf("import warewulf: %d part(s) not taken over (see above); fix them and run the import again (it is safe to repeat with --overwrite)", len(w.failed))
 	}
 	return nil
+}
+
+// checkSystemSecrets reports the nodes whose system overlay the server
+// would refuse because it carries private files (Warewulf's default profile
+// lists ssh.host_keys there): one node per distinct system overlay list is
+// rendered, so a large site costs a few renders, not one per node.
+func (w *warewulfImport) checkSystemSecrets(ctx context.Context) {
+	if w.a.systemSecretsAllowed() {
+		return
+	}
+	r, err := (&overlayFlags{}).renderer(w.a)
+	if err != nil {
+		return
+	}
+	db, err := inventory(ctx, w.a)
+	if err != nil {
+		return
+	}
+	verdict := map[string][]string{} // system overlay list -> private files
+	var nodes, files []string
+	for _, name := range db.Names() {
+		n, err := db.Node(name)
+		if err != nil {
+			continue
+		}
+		key := strings.Join(r.OverlayNames(n, overlay.System), ",")
+		priv, seen := verdict[key]
+		if !seen {
+			if ar, err := r.Render(ctx, db, n, overlay.System); err == nil {
+				priv = ar.Private()
+			}
+			verdict[key] = priv
+		}
+		if len(priv) > 0 {
+			nodes = append(nodes, name)
+			if files == nil {
+				files = priv
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	w.todo = append(w.todo, fmt.Sprintf("%d node(s) (%s) have system overlays with private files (/%s): wwboot serve refuses "+
+		"them, since anyone on the provisioning network may fetch a system overlay; move the overlays that make them "+
+		"(Warewulf's default profile lists ssh.host_keys) to the runtime overlays with 'wwboot profile set PROFILE "+
+		"--system-overlays ... --runtime-overlays ...', or accept the exposure with 'system overlay secrets: true' in %s",
+		len(nodes), hostlist.Compress(nodes), strings.Join(files[:min(len(files), 3)], ", /"), w.a.path("wwboot.conf")))
 }
 
 // initRoot does what `wwboot init` does when ROOT has no wwboot.conf or
@@ -336,7 +416,13 @@ func (w *warewulfImport) mapConf(c wwConf) error {
 		addr := strings.SplitN(c.Ipaddr, "/", 2)[0]
 		if a, err := netip.ParseAddr(addr); err == nil && a.Is4() {
 			set["listen"] = strconv.Quote(a.String())
-			w.take("ipaddr %s: listen: %s (the interface is the one that has this address)", c.Ipaddr, a)
+			if ifname := interfaceWithAddr(a); ifname != "" {
+				set["interface"] = strconv.Quote(ifname)
+				w.take("ipaddr %s: listen: %s, interface: %s (this machine's interface with that address)", c.Ipaddr, a, ifname)
+			} else {
+				w.needIface = a.String()
+				w.take("ipaddr %s: listen: %s (no interface of this machine has it: DHCP needs interface: in wwboot.conf, or serve --interface IF)", c.Ipaddr, a)
+			}
 		} else {
 			w.fail("warewulf.conf ipaddr %q is not an IPv4 address: listen left empty", c.Ipaddr)
 		}
@@ -380,6 +466,7 @@ func (w *warewulfImport) mapConf(c wwConf) error {
 			w.leave("dhcp template %s: wwboot has no dhcpd.conf template; its DHCP answers what Warewulf's default template answers", c.DHCP.Template)
 		}
 	} else {
+		w.needIface = "" // without DHCP, serve needs only the listen address
 		set["dhcp"] = "off"
 		w.change("dhcp enabled false: dhcp: off — Warewulf did not answer DHCP on this site; point the site's DHCP server at wwboot (or set dhcp: proxy to have wwboot add only the boot information)")
 	}
@@ -658,6 +745,7 @@ func (w *warewulfImport) print() {
 		{"Changed, and why", w.changed},
 		{"Not taken over", w.left},
 		{"FAILED", w.failed},
+		{"To do before 'wwboot serve'", w.todo},
 	} {
 		if len(sec.lines) == 0 {
 			continue
@@ -668,7 +756,11 @@ func (w *warewulfImport) print() {
 		}
 	}
 	if len(w.failed) == 0 {
-		fmt.Fprintf(out, "\nNext: stop Warewulf's warewulfd, dhcpd and tftp, then run 'wwboot --root %s serve'.\n", w.a.root)
+		iface, why := "", ""
+		if w.needIface != "" {
+			iface, why = " --interface IF", " (IF: the cluster interface, the one with "+w.needIface+"; or set interface: in wwboot.conf)"
+		}
+		fmt.Fprintf(out, "\nNext: stop Warewulf's warewulfd, dhcpd and tftp, then run 'wwboot --root %s serve%s'%s.\n", w.a.root, iface, why)
 	}
 }
 

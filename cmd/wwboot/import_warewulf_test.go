@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -278,4 +279,73 @@ func TestImportWarewulfMissingOverlay(t *testing.T) {
 
 	_, err = run(t, root, "import", "warewulf", t.TempDir())
 	assert.ErrorContains(t, err, "has no etc/warewulf")
+}
+
+// TestImportWarewulfReportsSystemSecrets: Warewulf's default profile puts
+// ssh.host_keys in the system overlay, which wwboot serve refuses; the
+// import report says so before the administrator starts the server, and
+// offline renders warn the same way, unless wwboot.conf accepts it.
+func TestImportWarewulfReportsSystemSecrets(t *testing.T) {
+	src, _ := warewulfTree(t, wwNodesConf)
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	agent := filepath.Join(t.TempDir(), "wwboot-agent")
+	require.NoError(t, os.WriteFile(agent, []byte("#!/bin/sh\n"), 0o755))
+	conf := filepath.Join(root, "wwboot.conf")
+	require.NoError(t, setConfigKeys(conf, map[string]string{"agent": `"` + agent + `"`}))
+
+	out := mustRun(t, root, "import", "warewulf", src)
+	assert.Contains(t, out, "To do before 'wwboot serve':")
+	assert.Contains(t, out, "2 node(s) (n[1-2]) have system overlays with private files (/etc/ssh/ssh_host_ed25519_key, /etc/ssh/ssh_host_rsa_key): wwboot serve refuses them")
+	assert.Contains(t, out, "system overlay secrets: true")
+	assert.Contains(t, out, "3 added, 1 replaced (profile compute, profile default, node n1, node n2)")
+
+	out = mustRun(t, root, "overlay", "render", "n2", "-o", filepath.Join(t.TempDir(), "sys.cpio.gz"))
+	assert.Contains(t, out, "warning: node n2: its system overlay carries private files (/etc/ssh/ssh_host_ed25519_key, /etc/ssh/ssh_host_rsa_key): wwboot serve refuses it")
+	out = mustRun(t, root, "overlay", "render", "n2", "--kind", "runtime", "-o", filepath.Join(t.TempDir(), "rt.cpio.gz"))
+	assert.NotContains(t, out, "warning", "the runtime overlay is the place for secrets")
+	out = mustRun(t, root, "overlay", "build")
+	assert.Contains(t, out, "warning: node n1: its system overlay carries private files")
+	assert.Contains(t, out, "2 nodes' system overlays carry private files")
+
+	// Moving ssh.host_keys to the runtime overlays clears it.
+	mustRun(t, root, "profile", "set", "default", "--system-overlays", "wwinit,wwclient,fstab,hostname",
+		"--runtime-overlays", "hosts,ssh.authorized_keys,ssh.host_keys")
+	out = mustRun(t, root, "overlay", "files", "n2")
+	assert.NotContains(t, out, "warning")
+
+	// So does accepting Warewulf's exposure.
+	mustRun(t, root, "profile", "set", "default", "--system-overlays", "wwinit,wwclient,ssh.host_keys")
+	assert.Contains(t, mustRun(t, root, "overlay", "files", "n2"), "warning: node n2")
+	require.NoError(t, setConfigKeys(conf, map[string]string{"system overlay secrets": "true"}))
+	assert.NotContains(t, mustRun(t, root, "overlay", "files", "n2"), "warning")
+	out = mustRun(t, root, "import", "warewulf", "--overwrite", src)
+	assert.NotContains(t, out, "To do before")
+}
+
+// TestImportWarewulfFindsTheInterface: DHCP needs the interface; the import
+// takes the one of this machine that has warewulf.conf's ipaddr, and when
+// none has it, the report's last line says serve needs --interface. Offline
+// renders see the listen address either way.
+func TestImportWarewulfFindsTheInterface(t *testing.T) {
+	for _, tc := range []struct{ ip, iface, next string }{
+		{"127.0.0.1", "lo", "serve'."},
+		{"192.0.2.77", "", "serve --interface IF' (IF: the cluster interface, the one with 192.0.2.77"},
+	} {
+		t.Run(tc.ip, func(t *testing.T) {
+			src, _ := warewulfTree(t, wwNodesConf)
+			conf := strings.Replace(wwConfText, "ipaddr: 10.0.0.1", "ipaddr: "+tc.ip, 1)
+			require.NoError(t, os.WriteFile(filepath.Join(src, "etc/warewulf/warewulf.conf"), []byte(conf), 0o644))
+			root := t.TempDir()
+			out := mustRun(t, root, "import", "warewulf", src)
+			assert.Contains(t, out, tc.next)
+			cfg, err := loadServeConfig(filepath.Join(root, "wwboot.conf"))
+			require.NoError(t, err)
+			assert.Equal(t, tc.ip, cfg.Listen)
+			assert.Equal(t, tc.iface, cfg.Interface)
+
+			out = mustRun(t, root, "overlay", "show", "wwinit", "/etc/wwboot/node.conf.ww", "--render", "n1")
+			assert.Contains(t, out, "WWBOOT_SERVER='"+tc.ip+"'")
+		})
+	}
 }

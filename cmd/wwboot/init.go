@@ -54,8 +54,12 @@ func newInitCmd(a *app) *cobra.Command {
 					return fmt.Errorf("init: %w", err)
 				}
 			}
-			if err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
+			if created, err := writeDefaultConfig(a.path("wwboot.conf")); err != nil {
 				return err
+			} else if created {
+				fmt.Fprintf(a.stdout, "created %s (server settings, each explained; set interface: to the cluster network's)\n", a.path("wwboot.conf"))
+			} else {
+				fmt.Fprintf(a.stdout, "%s exists: left as it is\n", a.path("wwboot.conf"))
 			}
 			if _, created, err := ensureAPIToken(a.path(apiTokenFile)); err != nil {
 				return fmt.Errorf("init: %w", err)
@@ -77,23 +81,24 @@ func newInitCmd(a *app) *cobra.Command {
 	}
 }
 
-// writeDefaultConfig writes a commented wwboot.conf unless one exists.
-func writeDefaultConfig(path string) error {
+// writeDefaultConfig writes a commented wwboot.conf unless one exists, and
+// reports whether it did.
+func writeDefaultConfig(path string) (bool, error) {
 	if _, err := os.Stat(path); err == nil {
-		return nil
+		return false, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return false, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("init: %w", err)
+		return false, fmt.Errorf("init: %w", err)
 	}
 	if _, err := f.WriteString(defaultConfigText); err != nil {
 		f.Close()
-		return fmt.Errorf("init: %w", err)
+		return false, fmt.Errorf("init: %w", err)
 	}
-	return f.Close()
+	return true, f.Close()
 }

@@ -30,6 +30,30 @@ type recordFlags struct {
 	assetKey                                              string
 	netdev                                                string
 	nd                                                    nodedb.NetDev
+	ipmi                                                  nodedb.IPMI
+}
+
+// ipmiFlags maps wwctl's --ipmi* flag names (Warewulf 4.7's IpmiConf lopt
+// tags) to the ipmi: field each sets, for bind and apply.
+func ipmiFlags(m *nodedb.IPMI) []struct {
+	name, usage string
+	dst         *string
+} {
+	return []struct {
+		name, usage string
+		dst         *string
+	}{
+		{"ipmiaddr", "BMC address (ipmi: ipaddr), for wwboot power and node console", &m.Ipaddr},
+		{"ipminetmask", "BMC netmask (ipmi: netmask)", &m.Netmask},
+		{"ipmigateway", "BMC gateway (ipmi: gateway)", &m.Gateway},
+		{"ipmiport", "BMC port (ipmi: port; default 623 for IPMI)", &m.Port},
+		{"ipmiuser", "BMC user name (ipmi: username)", &m.UserName},
+		{"ipmipass", "BMC password (ipmi: password)", &m.Password},
+		{"ipmiinterface", "IPMI interface: lan or lanplus (default); https or http for Redfish (ipmi: interface)", &m.Interface},
+		{"ipmiescapechar", "serial-over-LAN escape character (ipmi: escapechar; default ~)", &m.EscapeChar},
+		{"ipmiwrite", "configure the BMC at boot: true/false (ipmi: write)", &m.Write},
+		{"ipmitemplate", "BMC driver: ipmitool.tmpl (IPMI, default) or redfish (ipmi: template)", &m.Template},
+	}
 }
 
 func (f *recordFlags) bind(fs *pflag.FlagSet, node bool) {
@@ -58,6 +82,9 @@ func (f *recordFlags) bind(fs *pflag.FlagSet, node bool) {
 	fs.StringVar(&f.nd.MTU, "mtu", "", "MTU of --netdev")
 	fs.StringVarP(&f.nd.Type, "type", "T", "", "type of --netdev (ethernet, infiniband)")
 	fs.StringVar(&f.nd.OnBoot, "onboot", "", "bring --netdev up at boot (true/false)")
+	for _, fl := range ipmiFlags(&f.ipmi) {
+		fs.StringVar(fl.dst, fl.name, "", fl.usage)
+	}
 	if node {
 		fs.BoolVar(&f.discoverable, "discoverable", false, "let this node take the MAC of the next unknown machine that boots")
 		fs.StringVar(&f.assetKey, "asset", "", "asset key the node must present")
@@ -99,6 +126,15 @@ func (f *recordFlags) apply(fs *pflag.FlagSet, r *nodedb.Record) error {
 	}
 	if err := applyTags(&r.Tags, f.tagAdd, f.tagDel); err != nil {
 		return err
+	}
+	for i, fl := range ipmiFlags(&f.ipmi) {
+		if !set(fl.name) {
+			continue
+		}
+		if r.Ipmi == nil {
+			r.Ipmi = &nodedb.IPMI{}
+		}
+		*ipmiFlags(r.Ipmi)[i].dst = strings.TrimSpace(*fl.dst)
 	}
 	var touched bool
 	nd := &nodedb.NetDev{}

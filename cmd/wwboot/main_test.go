@@ -77,7 +77,8 @@ func withAgent(t *testing.T, root string) string {
 
 func TestInitTwiceChangesNothing(t *testing.T) {
 	root := t.TempDir()
-	mustRun(t, root, "init")
+	out := mustRun(t, root, "init")
+	assert.Contains(t, out, "created "+filepath.Join(root, "wwboot.conf"), "init names every file it writes")
 	snap := func() map[string]string {
 		m := map[string]string{}
 		_ = filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
@@ -96,9 +97,10 @@ func TestInitTwiceChangesNothing(t *testing.T) {
 	for _, d := range []string{"overlays", "images", "tftp", "wwboot.conf", "nodes.conf"} {
 		assert.Contains(t, first, filepath.Join(root, d))
 	}
-	mustRun(t, root, "init")
+	out = mustRun(t, root, "init")
+	assert.Contains(t, out, filepath.Join(root, "wwboot.conf")+" exists: left as it is")
 	assert.Equal(t, first, snap())
-	out := mustRun(t, root, "profile", "show", "default", "-o", "json")
+	out = mustRun(t, root, "profile", "show", "default", "-o", "json")
 	for _, want := range []string{`"init": "/sbin/init"`, `"root": "initramfs"`, `"wwinit"`, `"hosts"`} {
 		assert.Contains(t, out, want)
 	}

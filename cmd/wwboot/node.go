@@ -100,7 +100,7 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short: "Add " + k.name + "s",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.update(cmd.Context(), func(c *nodedb.Config) error {
+			err := a.update(cmd.Context(), func(c *nodedb.Config) error {
 				recs := k.records(c)
 				for _, name := range args {
 					if _, ok := recs[name]; ok {
@@ -119,6 +119,10 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 				}
 				return nil
 			}, "added", k.name, args)
+			if err == nil {
+				a.warnUnknownImage(cmd.Context(), cmd.Flags(), addFlags.image)
+			}
+			return err
 		},
 	}
 	addFlags.bind(add.Flags(), isNode)
@@ -129,9 +133,13 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short: "Change settings of " + k.name + "s",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.updateEach(cmd.Context(), k, args, "changed", func(recs map[string]*nodedb.Record, name string) error {
+			err := a.updateEach(cmd.Context(), k, args, "changed", func(recs map[string]*nodedb.Record, name string) error {
 				return setFlags.apply(cmd.Flags(), recs[name])
 			})
+			if err == nil {
+				a.warnUnknownImage(cmd.Context(), cmd.Flags(), setFlags.image)
+			}
+			return err
 		},
 	}
 	setFlags.bind(set.Flags(), isNode)

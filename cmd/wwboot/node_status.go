@@ -178,6 +178,8 @@ can power nodes on and wait for them.`,
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 15*time.Minute, "give up waiting after this long")
 	cmd.Flags().DurationVar(&interval, "interval", 2*time.Second, "how often to ask while waiting")
 	outputFlag(cmd, &output)
+	// Status records are the server's, not nodes.conf's.
+	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml (every field of the server's status)"
 	return cmd
 }
 

@@ -22,6 +22,20 @@ type overlayFlags struct {
 	serverIP, netmask, serverIP6 string
 	keyTypes                     []string
 	sharedKeys                   bool
+	// noServerAddr is set by renderer when neither wwboot.conf nor
+	// --server-ipaddr gives the server's address (see warnNoServerAddr).
+	noServerAddr bool
+}
+
+// warnNoServerAddr says, for the commands that render for a node, that the
+// templates saw no server address, so what they show differs from what
+// `wwboot serve` (which knows its address) sends.
+func (f *overlayFlags) warnNoServerAddr(a *app) {
+	if f.noServerAddr {
+		fmt.Fprintln(a.stderr, "wwboot: warning: the server's address is unknown (wwboot.conf sets neither listen: nor "+
+			"interface:): templates render without it (WWBOOT_URL in /etc/wwboot/node.conf, the server in /etc/hosts); "+
+			"set one, or pass --server-ipaddr, to see what wwboot serve sends")
+	}
 }
 
 // newOverlayCmd is `wwboot overlay`: list, show, files, render and build.
@@ -61,7 +75,9 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		return nil, err
 	}
 	var ip, mask string
-	if addr, netmask, err := serverAddr(cfg); err == nil && addr.IsValid() {
+	// serverAddr returns the listen address also with an error (no
+	// interface: set): templates see it even so.
+	if addr, netmask, _ := serverAddr(cfg); addr.IsValid() {
 		ip, mask = addr.String(), netmask
 	}
 	agent, _ := agentPath(cfg.Agent)
@@ -76,6 +92,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 	if f.netmask != "" {
 		srv.Netmask = f.netmask
 	}
+	f.noServerAddr = srv.Ipaddr == ""
 	return overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
@@ -252,12 +269,14 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			for _, k := range kinds {
 				ar, err := r.Render(cmd.Context(), db, n, k)
 				if err != nil {
 					return err
 				}
+				warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
 				fmt.Fprintf(tw, "# %s %s overlays %v: %d bytes\n", n.ID, k, r.OverlayNames(n, k), ar.Size())
 				for _, e := range ar.Entries() {
 					printEntry(tw, e.Mode, e.UID, e.GID, e.Size, "/"+e.Path, e.Target)
@@ -288,10 +307,12 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			ar, err := r.Render(cmd.Context(), db, n, k)
 			if err != nil {
 				return err
 			}
+			warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
 			if out == "-" {
 				_, err = ar.WriteTo(a.stdout)
 				return err
@@ -343,15 +364,27 @@ func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			f.warnNoServerAddr(a)
 			start := time.Now()
 			res, err := r.Build(cmd.Context(), db, args...)
-			var ok int
+			var ok, refused int
 			var bytes int64
+			allowed := a.systemSecretsAllowed()
 			for _, rr := range res {
 				if rr.Err == nil {
 					ok++
 					bytes += rr.System.Size() + rr.Runtime.Size()
+					// One line is enough to explain it; count the rest.
+					if len(rr.System.Private()) > 0 && !allowed {
+						if refused == 0 {
+							warnSystemSecrets(a.stderr, allowed, rr.Node, overlay.System, rr.System)
+						}
+						refused++
+					}
 				}
+			}
+			if refused > 1 {
+				fmt.Fprintf(a.stderr, "wwboot: warning: %d nodes' system overlays carry private files and would be refused\n", refused)
 			}
 			fmt.Fprintf(a.stdout, "built %d of %d nodes (%d bytes) in %s into %s\n", ok, len(res), bytes,
 				time.Since(start).Round(time.Millisecond), a.path("overlays-built"))

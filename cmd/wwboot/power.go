@@ -141,7 +141,10 @@ func powerTargets(db *nodedb.DB, names []string) []power.Target {
 				t.BMC, err = power.New(c)
 			}
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, power.ErrNoBMC):
+			t.Err = fmt.Errorf("node %s: %w (wwboot node set %s --ipmiaddr ADDR --ipmiuser USER --ipmipass PASS, or the same on its profile)", name, err, name)
+		case err != nil:
 			t.Err = fmt.Errorf("node %s: %w (see 'wwboot node show %s')", name, err, name)
 		}
 		out = append(out, t)

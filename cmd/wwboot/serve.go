@@ -85,13 +85,15 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "", "the server's IPv4 address on the cluster network (default: the first address of --interface)")
-	fl.StringVar(&f.iface, "interface", "", "cluster network interface DHCP answers on")
-	fl.StringVar(&f.dhcp, "dhcp", "full", "DHCP mode: full, proxy or off")
-	fl.BoolVar(&f.tftp, "tftp", true, "serve the iPXE binaries over TFTP")
+	fl.StringVar(&f.listen, "listen", "", "the server's IPv4 address on the cluster network (default: wwboot.conf's listen:, else the first address of --interface)")
+	fl.StringVar(&f.iface, "interface", "", "cluster network interface DHCP answers on (default: wwboot.conf's interface:)")
+	// The flags' own defaults are never used (a flag counts only when given),
+	// so they are zero and the usage names wwboot.conf's key instead.
+	fl.StringVar(&f.dhcp, "dhcp", "", "DHCP mode: full, proxy or off (default: wwboot.conf's dhcp:, else full)")
+	fl.BoolVar(&f.tftp, "tftp", false, "serve the iPXE binaries over TFTP (default: wwboot.conf's tftp:, else true)")
 	fl.BoolVar(&f.noTFTP, "no-tftp", false, "do not run TFTP")
-	fl.IntVar(&f.httpPort, "http-port", 9873, "HTTP port of the provisioning service")
-	fl.BoolVar(&f.secure, "secure", true, "send the runtime overlay only to privileged source ports (--secure=false: any port, still only from the node's address)")
+	fl.IntVar(&f.httpPort, "http-port", 0, "HTTP port of the provisioning service (default: wwboot.conf's http port:, else 9873)")
+	fl.BoolVar(&f.secure, "secure", false, "send the runtime overlay only to privileged source ports (--secure=false: any port, still only from the node's address; default: wwboot.conf's secure:, else true)")
 	fl.StringVar(&f.rangeStart, "range-start", "", "first address of the dynamic range for machines not in the inventory (full DHCP)")
 	fl.StringVar(&f.rangeEnd, "range-end", "", "last address of the dynamic range")
 	fl.BoolVar(&f.ra, "ipv6-ra", true, "answer IPv6 router solicitations on --interface so iPXE does not wait 15 s for a router")

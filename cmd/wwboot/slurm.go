@@ -26,7 +26,7 @@ func newSlurmCmd(a *app) *cobra.Command {
 		Short: "Slurm integration: the power saving programs slurm.conf names, and NodeName/PartitionName lines",
 		Long: `Slurm integration. In slurm.conf:
 
-  ResumeProgram=/usr/bin/wwboot-slurm-resume       (a script: exec wwboot --root ROOT slurm resume "$@")
+  ResumeProgram=/usr/local/sbin/wwboot-slurm-resume (a script: exec wwboot --root ROOT slurm resume "$@")
   SuspendProgram=...  slurm suspend
   ResumeFailProgram=... slurm resume-fail
   RebootProgram=...   slurm reboot   with SlurmctldParameters=reboot_from_controller

@@ -48,6 +48,8 @@ The server answers only its administrators: the server itself (loopback), its ad
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the API token (default ROOT/admin.token; without it, only the server's own machine may read)")
 	outputFlag(cmd, &output)
+	// Status records are the server's, not nodes.conf's.
+	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml (every field of the server's status)"
 	return cmd
 }
 
