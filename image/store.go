@@ -464,17 +464,17 @@ func (s *Store) build(ctx context.Context, name, root, source string, prev *Meta
 		}
 		o.KeepHostFiles = o.KeepHostFiles || (prev.KeepHostFiles && !bo.DropHostFiles)
 	}
-	if o.Compression == "" {
-		o.Compression = Gzip
-	}
-	if o.Level == 0 {
-		o.Level = o.Compression.DefaultLevel()
-	}
 	fsys := os.DirFS(root)
 	o.XattrRoot = root
 	kern, kernFile, err := s.kernelFor(fsys, root, bo.Kernel)
 	if err != nil {
 		return BuildResult{}, err
+	}
+	if o.Compression == "" {
+		o.Compression = DefaultCompression(fsys, kern.Version)
+	}
+	if o.Level == 0 {
+		o.Level = o.Compression.DefaultLevel()
 	}
 	kid, err := fileIdentity(kernFile)
 	if err != nil {

@@ -50,7 +50,7 @@ type buildFlags struct {
 
 func (f *buildFlags) register(cmd *cobra.Command, withForce bool) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.compress, "compress", "", "compression: gzip (default) or zstd; default for build: as last built")
+	fl.StringVar(&f.compress, "compress", "", "compression: gzip or zstd (default: zstd when the image's kernel unpacks zstd initramfs archives, CONFIG_RD_ZSTD=y, else gzip; for build: as last built)")
 	fl.IntVar(&f.level, "level", 0, "compression level (gzip 1-9, default 6; zstd 1-22, default 3)")
 	fl.StringArrayVar(&f.excludes, "exclude", nil, "exclude glob (repeatable), on top of the defaults and the image's /etc/warewulf/excludes")
 	fl.BoolVar(&f.noDefault, "no-default-excludes", false, "do not exclude the contents of /proc, /sys, /dev, /tmp, /run and package caches")
