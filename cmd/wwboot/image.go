@@ -34,6 +34,7 @@ trees unpacked from archives under roots/, and index.json with one record per im
 		newImageDeleteCmd(a), newImageKernelsCmd(a), newImagePruneCmd(a),
 	)
 	cmd.AddCommand(newImageCopyCmds(a)...)
+	cmd.AddCommand(newImageExecCmds(a)...)
 	return cmd
 }
 
@@ -85,8 +86,8 @@ func (f *buildFlags) options(a *app, cmd *cobra.Command) (image.BuildOptions, er
 		}
 		o.MTimeClamp = time.Unix(n, 0)
 	}
-	if isTerminal(a.stdout) {
-		bar := &progressBar{w: a.stdout}
+	if isTerminal(a.stderr) {
+		bar := &progressBar{w: a.stderr}
 		o.Progress = bar.update
 		o.ProgressInterval = 200 * time.Millisecond
 	}

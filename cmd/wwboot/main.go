@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +36,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCmd(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx)
 	stop()
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		if ec.msg != "" {
+			fmt.Fprintln(os.Stderr, "wwboot:", ec.msg)
+		}
+		os.Exit(ec.code)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wwboot:", err)
 		os.Exit(1)
