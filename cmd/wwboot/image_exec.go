@@ -41,8 +41,9 @@ func newImageExecCmds(a *app) []*cobra.Command {
 		Short: "Run CMD inside image NAME's tree (own mount, uts, ipc and pid namespaces, host network), then rebuild the image",
 		Long: `CMD runs chrooted into the image's tree with /proc, /dev, /sys, /run and /tmp mounted
 and the host's /etc/resolv.conf over the image's, for the duration only (nothing of these
-ends up in the tree). When CMD exits 0 the image is rebuilt, as by wwboot image build NAME,
-unless --no-build is given. wwboot exits with CMD's exit code. Needs root.`,
+ends up in the tree). When CMD exits 0, the image's /etc/warewulf/image_exit.sh (or
+container_exit.sh) runs as wwctl runs it, then the image is rebuilt, as by wwboot image
+build NAME, unless --no-build is given. The shell keeps no history (HISTFILE=/dev/null). wwboot exits with CMD's exit code. Needs root.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 {
@@ -125,6 +126,21 @@ func runImageExec(ctx context.Context, a *app, cmd *cobra.Command, name string, 
 	if code != 0 {
 		return &exitCodeError{code: code, msg: fmt.Sprintf("image %s: %s exited with %d: image not rebuilt", name, argv[0], code)}
 	}
+	// As wwctl does: the image's exit script, the first of these that
+	// exists, runs after a command that succeeded.
+	for _, script := range []string{"/etc/warewulf/image_exit.sh", "/etc/warewulf/container_exit.sh"} {
+		if fi, err := os.Stat(filepath.Join(root, script)); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		code, err := execInImage(ctx, a, name, root, []string{"/bin/sh", script})
+		if err != nil {
+			return fmt.Errorf("image %s: exit script %s: %w", name, script, err)
+		}
+		if code != 0 {
+			return &exitCodeError{code: code, msg: fmt.Sprintf("image %s: exit script %s exited with %d: image not rebuilt", name, script, code)}
+		}
+		break
+	}
 	if noBuild {
 		return nil
 	}
@@ -181,7 +197,7 @@ func execInImage(ctx context.Context, a *app, name, root string, argv []string) 
 	c := exec.CommandContext(ctx, self, append([]string{"image", "exec-child", "--hostname", name, root, "--"}, argv...)...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, a.stdout, a.stderr
 	c.ExtraFiles = []*os.File{pw}
-	env := []string{"PATH=" + childPath, "HOME=/root", "SHELL=" + argv[0], "PS1=[wwboot image " + name + "] \\w# "}
+	env := []string{"PATH=" + childPath, "HOME=/root", "SHELL=" + argv[0], "PS1=[wwboot image " + name + "] \\w# ", "HISTFILE=/dev/null"}
 	if t := a.getenv("TERM"); t != "" {
 		env = append(env, "TERM="+t)
 	}

@@ -190,6 +190,22 @@ func TestImageExec(t *testing.T) {
 	assert.False(t, errors.As(err, &ec))
 	assert.ErrorContains(t, err, "apt-get: not found in the image")
 
+	// The image's exit script runs after a command that succeeded; its
+	// failure stops the rebuild.
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "etc/warewulf"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "etc/warewulf/image_exit.sh"), []byte("echo exit script in $(hostname) >> /etc/motd\n"), 0o644))
+	out, err = runImage(t, root, "image", "exec", "bb", "--", "/bin/sh", "-c", "echo cmd > /etc/motd")
+	require.NoError(t, err)
+	files = imageArchiveFiles(t, imageShow(t, root, "bb")["path"].(string))
+	assert.Equal(t, "cmd\nexit script in bb\n", files["etc/motd"], out)
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "etc/warewulf/image_exit.sh"), []byte("exit 5\n"), 0o644))
+	sum := imageShow(t, root, "bb")["sha256"]
+	_, err = runImage(t, root, "image", "exec", "bb", "--", "/bin/sh", "-c", "echo cmd2 > /etc/motd")
+	require.True(t, errors.As(err, &ec), "%v", err)
+	assert.Equal(t, 5, ec.code)
+	assert.Contains(t, ec.msg, "exit script /etc/warewulf/image_exit.sh exited with 5")
+	assert.Equal(t, sum, imageShow(t, root, "bb")["sha256"], "not rebuilt")
+
 	_, err = runImage(t, root, "image", "exec", "nope", "--", "/bin/sh")
 	assert.ErrorContains(t, err, "import it first")
 	assert.Empty(t, mountsUnder(t, tree))
@@ -209,7 +225,7 @@ func TestImageExecShell(t *testing.T) {
 	// Stdin is the process's: give it a script.
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
-	_, err = w.WriteString("echo $0 in $(hostname); exit 4\n")
+	_, err = w.WriteString("echo $0 in $(hostname) $HISTFILE; exit 4\n")
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
 	old := os.Stdin
@@ -228,7 +244,7 @@ func TestImageExecShell(t *testing.T) {
 	var ec *exitCodeError
 	require.True(t, errors.As(err, &ec), "%v %s", err, errOut.String())
 	assert.Equal(t, 4, ec.code)
-	assert.Equal(t, "/bin/sh in bb\n", out.String())
+	assert.Equal(t, "/bin/sh in bb /dev/null\n", out.String(), "no history kept in the image")
 }
 
 // TestImageProgress: import and build draw a progress bar on stderr when
