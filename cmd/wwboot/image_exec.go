@@ -112,6 +112,20 @@ func runImageExec(ctx context.Context, a *app, cmd *cobra.Command, name string, 
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
 		return fmt.Errorf("image %s: its tree %s is not there (%v): import it again (wwboot image import SRC %s)", name, root, err, name)
 	}
+	// One exec or shell at a time in a tree, as wwctl allows: an
+	// exclusive flock on the tree's directory, dropped when we return
+	// (or die).
+	dir, err := os.Open(root)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", name, err)
+	}
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("image %s: another image exec or shell is running in its tree %s: wait for it to end", name, root)
+		}
+		return fmt.Errorf("image %s: locking %s: %w", name, root, err)
+	}
 	if argv == nil {
 		sh := a.getenv("SHELL")
 		if sh == "" || !filepath.IsAbs(sh) || !isExecutableIn(root, sh) {

@@ -206,6 +206,17 @@ func TestImageExec(t *testing.T) {
 	assert.Contains(t, ec.msg, "exit script /etc/warewulf/image_exit.sh exited with 5")
 	assert.Equal(t, sum, imageShow(t, root, "bb")["sha256"], "not rebuilt")
 
+	// One exec at a time in a tree.
+	require.NoError(t, os.Remove(filepath.Join(tree, "etc/warewulf/image_exit.sh")))
+	d, err := os.Open(tree)
+	require.NoError(t, err)
+	require.NoError(t, unix.Flock(int(d.Fd()), unix.LOCK_EX))
+	_, err = runImage(t, root, "image", "exec", "bb", "--", "/bin/sh", "-c", "true")
+	assert.ErrorContains(t, err, "another image exec or shell is running")
+	require.NoError(t, d.Close())
+	_, err = runImage(t, root, "image", "exec", "--no-build", "bb", "--", "/bin/sh", "-c", "true")
+	require.NoError(t, err, "the lock is free again")
+
 	_, err = runImage(t, root, "image", "exec", "nope", "--", "/bin/sh")
 	assert.ErrorContains(t, err, "import it first")
 	assert.Empty(t, mountsUnder(t, tree))
