@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -66,23 +65,16 @@ func ensureAPIToken(path string) (tok []byte, created bool, err error) {
 	return tok, err == nil, err
 }
 
-// readAPIToken reads the token in path (surrounding space trimmed). A file
-// others can read is refused: the token would no longer be a secret.
+// readAPIToken reads the token in path with readAdminToken's checks (mode
+// 0600, at least 16 characters); unlike it, a missing file is an error
+// wrapping fs.ErrNotExist, which ensureAPIToken creates the file on.
 func readAPIToken(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
+	if _, err := os.Lstat(path); err != nil {
 		return nil, fmt.Errorf("API token: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("API token %s: mode %04o lets others read it; chmod 600 %s", path, fi.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
+	tok, err := readAdminToken(path)
 	if err != nil {
-		return nil, fmt.Errorf("API token: %w", err)
+		return nil, err
 	}
-	b = bytes.TrimSpace(b)
-	if len(b) < 16 {
-		return nil, fmt.Errorf("API token %s: shorter than 16 characters; remove it and run wwboot init to make a new one", path)
-	}
-	return b, nil
+	return []byte(tok), nil
 }
