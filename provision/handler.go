@@ -506,7 +506,14 @@ func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node) (reason, ms
 
 func (h *Handler) refuse(w *recorder, r *http.Request, node *nodedb.Node, stage, reason, msg string) {
 	h.metrics.refused.WithLabelValues(reason).Inc()
-	h.log.Warn("refused", "node", node.ID, "stage", stage, "client", r.RemoteAddr, "reason", reason)
+	level := slog.LevelWarn
+	if reason == RefusedPort {
+		// iPXE asks from an unprivileged port on every boot in secure mode
+		// and the node's agent fetches the overlay after boot: the normal
+		// path, not something for an administrator to act on.
+		level = slog.LevelInfo
+	}
+	h.log.Log(r.Context(), level, "refused", "node", node.ID, "stage", stage, "client", r.RemoteAddr, "reason", reason)
 	http.Error(w, msg, http.StatusForbidden)
 }
 
