@@ -162,14 +162,6 @@ func (p *Policy) expand(pattern string, server netip.Addr, mac net.HardwareAddr,
 	).Replace(pattern)
 }
 
-// validRequest accepts only what a DHCP client can send: a BOOTREQUEST
-// carrying a client message type, from an Ethernet unicast hardware address
-// or an IPoIB client with a port GUID ([ClientHW]).
-func validRequest(m *dhcpv4.DHCPv4) bool {
-	_, err := ClientHW(m)
-	return err == nil
-}
-
 // ServeDHCP answers one request according to the policy. It returns nil
 // for requests it ignores (counted by reason) and an error only when the
 // inventory or the lease file failed.
