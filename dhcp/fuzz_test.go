@@ -58,7 +58,11 @@ func FuzzServePacket(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, b []byte, port uint16) {
 		in, perr := dhcpv4.FromBytes(b)
-		valid := perr == nil && validRequest(in)
+		valid := false
+		if perr == nil {
+			_, herr := ClientHW(in)
+			valid = herr == nil
+		}
 		for _, s := range servers {
 			reply, req := s.serve(context.Background(), b, "eth0", int(port), srvAddr, netip.MustParseAddrPort("0.0.0.0:68"))
 			if reply == nil {

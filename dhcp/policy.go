@@ -162,14 +162,6 @@ func (p *Policy) expand(pattern string, server netip.Addr, mac net.HardwareAddr,
 	).Replace(pattern)
 }
 
-// validRequest accepts only what a DHCP client can send: a BOOTREQUEST
-// carrying a client message type, from an Ethernet unicast hardware address
-// or an IPoIB client with a port GUID ([ClientHW]).
-func validRequest(m *dhcpv4.DHCPv4) bool {
-	_, err := ClientHW(m)
-	return err == nil
-}
-
 // ServeDHCP answers one request according to the policy. It returns nil
 // for requests it ignores (counted by reason) and an error only when the
 // inventory or the lease file failed.
@@ -316,7 +308,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAd
 			if !h.Addr.Is4() {
 				return nil, "", fmt.Errorf("dhcp: node %q (%s) has no IPv4 address in the inventory: set the address of its network device", h.Hostname, mac)
 			}
-			return p.reply(req, dhcpv4.MessageTypeOffer, sid, h, true), "", nil
+			return p.reply(req, mac, dhcpv4.MessageTypeOffer, sid, h, true), "", nil
 		}
 		pl := p.poolFor(clientSubnetAddr(req))
 		if pl == nil || isIPoIB(m) { // the pool leases Ethernet addresses only
@@ -329,7 +321,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAd
 		} else if err != nil {
 			return nil, "", err
 		}
-		return p.reply(req, dhcpv4.MessageTypeOffer, sid, poolHost(pl, addr, pl.cfg.LeaseTime), true), "", nil
+		return p.reply(req, mac, dhcpv4.MessageTypeOffer, sid, poolHost(pl, addr, pl.cfg.LeaseTime), true), "", nil
 
 	case dhcpv4.MessageTypeRequest:
 		reqSID, hasSID := addrOf(m.ServerIdentifier())
@@ -350,7 +342,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAd
 				p.cfg.Logger.Info("dhcp: NAK: client asks for an address that is not its own", "mac", mac.String(), "requested", want, "inventory", h.Addr)
 				return p.nak(req, sid), "", nil
 			}
-			return p.reply(req, dhcpv4.MessageTypeAck, sid, h, true), "", nil
+			return p.reply(req, mac, dhcpv4.MessageTypeAck, sid, h, true), "", nil
 		}
 		pl := p.poolFor(clientSubnetAddr(req))
 		if pl == nil || isIPoIB(m) { // the pool leases Ethernet addresses only
@@ -372,7 +364,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAd
 		case err != nil:
 			return nil, "", err
 		}
-		return p.reply(req, dhcpv4.MessageTypeAck, sid, poolHost(pl, want, lt), true), "", nil
+		return p.reply(req, mac, dhcpv4.MessageTypeAck, sid, poolHost(pl, want, lt), true), "", nil
 
 	case dhcpv4.MessageTypeRelease:
 		if reqSID, ok := addrOf(m.ServerIdentifier()); ok && reqSID != sid {
@@ -425,7 +417,7 @@ func (p *Policy) serveFull(ctx context.Context, req *Request, mac net.HardwareAd
 			}
 			h = poolHost(pl, ci, 0)
 		}
-		return p.reply(req, dhcpv4.MessageTypeAck, sid, h, false), "", nil
+		return p.reply(req, mac, dhcpv4.MessageTypeAck, sid, h, false), "", nil
 	}
 	return nil, DropNotForUs, nil
 }
@@ -521,8 +513,9 @@ func (p *Policy) setBoot(m, r *dhcpv4.DHCPv4, b bootInfo, sid netip.Addr) {
 }
 
 // reply builds an OFFER or ACK carrying h's configuration (and its
-// address and lease time when withAddr; an ACK to INFORM has neither).
-func (p *Policy) reply(req *Request, mt dhcpv4.MessageType, sid netip.Addr, h Host, withAddr bool) *dhcpv4.DHCPv4 {
+// address and lease time when withAddr; an ACK to INFORM has neither) for
+// the client mac (ClientHW's, as ServeDHCP validated it).
+func (p *Policy) reply(req *Request, mac net.HardwareAddr, mt dhcpv4.MessageType, sid netip.Addr, h Host, withAddr bool) *dhcpv4.DHCPv4 {
 	m := req.Msg
 	r := p.newReply(m, mt, sid)
 	if withAddr {
@@ -564,7 +557,6 @@ func (p *Policy) reply(req *Request, mt dhcpv4.MessageType, sid netip.Addr, h Ho
 	if h.MTU >= 68 {
 		r.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionInterfaceMTU, []byte{byte(h.MTU >> 8), byte(h.MTU)}))
 	}
-	mac, _ := ClientHW(m) // validated by ServeDHCP
 	if b, ok := p.boot(classify(m), sid, mac); ok {
 		p.setBoot(m, r, b, sid)
 	}

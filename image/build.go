@@ -407,7 +407,7 @@ func recordInfo(e *entry) (cpio.Info, bool) {
 		Name:  e.name,
 		Mode:  typ | UnixMode(m),
 		NLink: 1,
-		MTime: unixTime(e.info.ModTime()),
+		MTime: NewcTime(e.info.ModTime()),
 	}
 	if st := e.st; st != nil {
 		info.UID, info.GID = uint64(st.Uid), uint64(st.Gid)
@@ -523,7 +523,7 @@ func newFingerprinter(opts Options, comp Compression, excludes []string) *finger
 	if level == 0 {
 		level = comp.DefaultLevel()
 	}
-	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%t\x00%d\x00%q\n", fingerprintVersion, comp, level, opts.MTimeClamp.IsZero(), unixTime(opts.MTimeClamp), excludes)
+	fmt.Fprintf(f.h, "%s\x00%s\x00%d\x00%t\x00%d\x00%q\n", fingerprintVersion, comp, level, opts.MTimeClamp.IsZero(), NewcTime(opts.MTimeClamp), excludes)
 	return f
 }
 

@@ -384,7 +384,7 @@ func (w *Writer) parents(name string) error {
 // WriteDir writes a directory record.
 func (w *Writer) WriteDir(name string, perm fs.FileMode, uid, gid int, mtime time.Time) error {
 	return w.WriteRecord(cpio.Record{Info: cpio.Info{
-		Name: name, Mode: cpio.S_IFDIR | UnixMode(perm), UID: uint64(uid), GID: uint64(gid), MTime: unixTime(mtime),
+		Name: name, Mode: cpio.S_IFDIR | UnixMode(perm), UID: uint64(uid), GID: uint64(gid), MTime: NewcTime(mtime),
 	}})
 }
 
@@ -392,7 +392,7 @@ func (w *Writer) WriteDir(name string, perm fs.FileMode, uid, gid int, mtime tim
 func (w *Writer) WriteFile(name string, perm fs.FileMode, uid, gid int, mtime time.Time, data []byte) error {
 	return w.WriteRecord(cpio.Record{ReaderAt: bytes.NewReader(data), Info: cpio.Info{
 		Name: name, Mode: cpio.S_IFREG | UnixMode(perm), UID: uint64(uid), GID: uint64(gid),
-		MTime: unixTime(mtime), FileSize: uint64(len(data)),
+		MTime: NewcTime(mtime), FileSize: uint64(len(data)),
 	}})
 }
 
@@ -400,7 +400,7 @@ func (w *Writer) WriteFile(name string, perm fs.FileMode, uid, gid int, mtime ti
 func (w *Writer) WriteSymlink(name, target string, uid, gid int, mtime time.Time) error {
 	return w.WriteRecord(cpio.Record{ReaderAt: strings.NewReader(target), Info: cpio.Info{
 		Name: name, Mode: cpio.S_IFLNK | 0o777, UID: uint64(uid), GID: uint64(gid),
-		MTime: unixTime(mtime), FileSize: uint64(len(target)),
+		MTime: NewcTime(mtime), FileSize: uint64(len(target)),
 	}})
 }
 
@@ -496,8 +496,6 @@ func unixType(m fs.FileMode) uint64 {
 	}
 	return 0
 }
-
-func unixTime(t time.Time) uint64 { return NewcTime(t) }
 
 func normalizeName(name string) string {
 	name = strings.TrimLeft(name, "/")

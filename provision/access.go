@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-
-	"github.com/wwboot/wwboot/overlay"
 )
 
 // Admin says who may read the server's listings (/status, /metrics): what
@@ -84,16 +82,13 @@ func (h *Handler) adminOnly(next http.Handler) http.Handler {
 }
 
 // ErrSystemSecret is the error (wrapped) of a system overlay that carries a
-// private file; see privateFiles.
+// private file, a secret of the node (overlay.Archive.Private: private
+// keys, files read by Include into a file others may not read, static
+// files others may not read). The system overlay goes to anyone who asks
+// (iPXE fetches it from an unprivileged port, with no check a node could
+// pass), so such a file must come in the runtime overlay, which only the
+// node itself gets.
 var ErrSystemSecret = errors.New("a system overlay carries private files")
-
-// privateFiles lists the files of a that are secrets of the node
-// (overlay.Archive.Private: private keys, files read by Include into a file
-// others may not read, static files others may not read). The system
-// overlay goes to anyone who asks (iPXE fetches it from an unprivileged
-// port, with no check a node could pass), so such a file must come in the
-// runtime overlay, which only the node itself gets.
-func privateFiles(a *overlay.Archive) []string { return a.Private() }
 
 // systemSecretError explains a refused system overlay to the administrator.
 func systemSecretError(node string, files []string) error {

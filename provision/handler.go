@@ -759,7 +759,7 @@ func (h *Handler) serveOverlay(w *recorder, r *http.Request, db *nodedb.DB, node
 	}
 	if kind == overlay.System && !h.opts.SystemSecrets {
 		// A walk of the archive's records, no I/O: cheaper than a cache.
-		if files := privateFiles(a); len(files) > 0 {
+		if files := a.Private(); len(files) > 0 {
 			err := systemSecretError(node.ID, files)
 			h.log.Error("refused a system overlay with private files", "node", node.ID, "client", r.RemoteAddr, "err", err)
 			h.metrics.refused.WithLabelValues(RefusedSystemSecret).Inc()

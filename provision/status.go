@@ -184,10 +184,7 @@ func (t *tracker) state(s *NodeStatus, now time.Time) (state, reason string) {
 			if r == "" {
 				r = "reported failed"
 			}
-			if s.ReportedStage != "" {
-				r = s.ReportedStage + ": " + r
-			}
-			return StateFailed, r
+			return StateFailed, joinReason(s.ReportedStage, r)
 		case StateBooting:
 			if now.Sub(s.Heartbeat) < t.boot {
 				return StateBooting, joinReason(s.ReportedStage, s.ReportedReason)
