@@ -325,13 +325,14 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 	return cmd
 }
 
-// writeFileAtomic writes ar to path through a temporary file, fsync and rename.
-func writeFileAtomic(path string, ar *overlay.Archive) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-overlay-*")
+// writeFileAtomic writes src to path (mode 0644) through a temporary file,
+// fsync, rename and a sync of the directory.
+func writeFileAtomic(path string, src io.WriterTo) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-tmp-*")
 	if err != nil {
 		return err
 	}
-	_, err = ar.WriteTo(tmp)
+	_, err = src.WriteTo(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -347,6 +348,10 @@ func writeFileAtomic(path string, ar *overlay.Archive) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return nil
 }
