@@ -683,18 +683,22 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
+	if err := copySyncClose(out, in); err != nil {
 		return err
 	}
 	return os.Chmod(dst, perm)
+}
+
+// copySyncClose copies in to out, fsyncs and closes out.
+func copySyncClose(out *os.File, in io.Reader) error {
+	_, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // importImages imports each image tree (NAME/rootfs) of the directories.
