@@ -25,6 +25,9 @@ type overlayFlags struct {
 	// noServerAddr is set by renderer when neither wwboot.conf nor
 	// --server-ipaddr gives the server's address (see warnNoServerAddr).
 	noServerAddr bool
+	// systemSecrets is wwboot.conf's "system overlay secrets:", set by
+	// renderer, which has read the file.
+	systemSecrets bool
 }
 
 // warnNoServerAddr says, for the commands that render for a node, that the
@@ -93,6 +96,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		srv.Netmask = f.netmask
 	}
 	f.noServerAddr = srv.Ipaddr == ""
+	f.systemSecrets = cfg.SystemSecrets
 	return overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
@@ -276,7 +280,7 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
+				warnSystemSecrets(a.stderr, f.systemSecrets, n.ID, k, ar)
 				fmt.Fprintf(tw, "# %s %s overlays %v: %d bytes\n", n.ID, k, r.OverlayNames(n, k), ar.Size())
 				for _, e := range ar.Entries() {
 					printEntry(tw, e.Mode, e.UID, e.GID, e.Size, "/"+e.Path, e.Target)
@@ -312,7 +316,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
+			warnSystemSecrets(a.stderr, f.systemSecrets, n.ID, k, ar)
 			if out == "-" {
 				_, err = ar.WriteTo(a.stdout)
 				return err
@@ -374,7 +378,7 @@ func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
 			res, err := r.Build(cmd.Context(), db, args...)
 			var ok, refused int
 			var bytes int64
-			allowed := a.systemSecretsAllowed()
+			allowed := f.systemSecrets
 			for _, rr := range res {
 				if rr.Err == nil {
 					ok++
