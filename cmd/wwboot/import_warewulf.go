@@ -683,18 +683,22 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
+	if err := copySyncClose(out, in); err != nil {
 		return err
 	}
 	return os.Chmod(dst, perm)
+}
+
+// copySyncClose copies in to out, fsyncs and closes out.
+func copySyncClose(out *os.File, in io.Reader) error {
+	_, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // importImages imports each image tree (NAME/rootfs) of the directories.
@@ -797,47 +801,13 @@ func setConfigKeys(path string, set map[string]string) error {
 		lines = append(lines, k+": "+set[k])
 	}
 	text := strings.Join(lines, "\n") + "\n"
-	if err := writeBytesAtomic(path, []byte(text)); err != nil {
+	if err := writeFileAtomic(path, strings.NewReader(text)); err != nil {
 		return err
 	}
 	if _, err := loadServeConfig(path); err != nil {
 		return fmt.Errorf("import warewulf: the mapped configuration does not load (fix %s by hand): %w", path, err)
 	}
 	return nil
-}
-
-// writeBytesAtomic writes data to path through a temporary file, fsync,
-// rename and a sync of the directory.
-func writeBytesAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-conf-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // statOwner returns the uid and gid of a file's info.

@@ -25,6 +25,9 @@ type overlayFlags struct {
 	// noServerAddr is set by renderer when neither wwboot.conf nor
 	// --server-ipaddr gives the server's address (see warnNoServerAddr).
 	noServerAddr bool
+	// systemSecrets is wwboot.conf's "system overlay secrets:", set by
+	// renderer, which has read the file.
+	systemSecrets bool
 }
 
 // warnNoServerAddr says, for the commands that render for a node, that the
@@ -93,6 +96,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		srv.Netmask = f.netmask
 	}
 	f.noServerAddr = srv.Ipaddr == ""
+	f.systemSecrets = cfg.SystemSecrets
 	return overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
@@ -276,7 +280,7 @@ func newOverlayFilesCmd(a *app, f *overlayFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
+				warnSystemSecrets(a.stderr, f.systemSecrets, n.ID, k, ar)
 				fmt.Fprintf(tw, "# %s %s overlays %v: %d bytes\n", n.ID, k, r.OverlayNames(n, k), ar.Size())
 				for _, e := range ar.Entries() {
 					printEntry(tw, e.Mode, e.UID, e.GID, e.Size, "/"+e.Path, e.Target)
@@ -312,7 +316,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			warnSystemSecrets(a.stderr, a.systemSecretsAllowed(), n.ID, k, ar)
+			warnSystemSecrets(a.stderr, f.systemSecrets, n.ID, k, ar)
 			if out == "-" {
 				_, err = ar.WriteTo(a.stdout)
 				return err
@@ -325,13 +329,14 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 	return cmd
 }
 
-// writeFileAtomic writes ar to path through a temporary file, fsync and rename.
-func writeFileAtomic(path string, ar *overlay.Archive) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-overlay-*")
+// writeFileAtomic writes src to path (mode 0644) through a temporary file,
+// fsync, rename and a sync of the directory.
+func writeFileAtomic(path string, src io.WriterTo) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-tmp-*")
 	if err != nil {
 		return err
 	}
-	_, err = ar.WriteTo(tmp)
+	_, err = src.WriteTo(tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -347,6 +352,10 @@ func writeFileAtomic(path string, ar *overlay.Archive) error {
 	if err != nil {
 		os.Remove(tmp.Name())
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
 	}
 	return nil
 }
@@ -369,7 +378,7 @@ func newOverlayBuildCmd(a *app, f *overlayFlags) *cobra.Command {
 			res, err := r.Build(cmd.Context(), db, args...)
 			var ok, refused int
 			var bytes int64
-			allowed := a.systemSecretsAllowed()
+			allowed := f.systemSecrets
 			for _, rr := range res {
 				if rr.Err == nil {
 					ok++

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -287,15 +286,7 @@ func newOverlayImportCmd(a *app, f *overlayFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := io.Copy(out, in); err != nil {
-				out.Close()
-				return err
-			}
-			if err := out.Sync(); err != nil {
-				out.Close()
-				return err
-			}
-			if err := out.Close(); err != nil {
+			if err := copySyncClose(out, in); err != nil {
 				return err
 			}
 			if err := r.Chmod(rel, m); err != nil {
