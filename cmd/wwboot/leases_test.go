@@ -72,6 +72,9 @@ func TestServeStartsWithDamagedLeases(t *testing.T) {
 		t.Fatalf("wwboot serve exited: %v\n%s", err, logs.String())
 	default:
 	}
+	// The log reaches us through a pipe copied by another goroutine: it may
+	// trail /healthz by a moment.
+	assert.Eventually(t, func() bool { return strings.Contains(logs.String(), "loaded=") }, 10*time.Second, 50*time.Millisecond)
 	out := logs.String()
 	for _, line := range []string{"3", "4", "5", "6"} {
 		assert.Contains(t, out, leases+":"+line, "the warning names file:line %s", line)
