@@ -40,6 +40,10 @@ const (
 	// the memory either (a connection costs some 10-20 KiB).
 	ConnsPerNode = 4
 	MinMaxConns  = 8192
+	// TFTPTransfersPerNode sizes the derived TFTP cap: a node's firmware
+	// fetches one file at a time, and one retransmitted request may start
+	// a second transfer before the first is given up.
+	TFTPTransfersPerNode = 2
 	// WriteChunk is the most a connection writes under one write deadline:
 	// each chunk gets StallTimeout, so the deadline moves on as bytes flow.
 	WriteChunk = 256 << 10
@@ -47,9 +51,12 @@ const (
 
 // ConnLimits bounds what HTTP clients can hold (issue 11 item 4: 20,000
 // connections from three addresses once used up every file descriptor, and
-// then TFTP and DHCP failed too). Connections past a cap are accepted and
-// closed at once (reset), counted in wwboot_http_connections_refused_total,
-// and logged at warning level at most once a minute.
+// then TFTP and DHCP failed too). At the overall cap the server stops
+// accepting until a connection closes, so new ones wait in the kernel's
+// listen queue (wwboot_http_accept_wait_seconds_total); a connection past
+// the per-client cap is accepted and closed at once (reset), counted in
+// wwboot_http_connections_refused_total. Both are logged at warning level
+// at most once a minute.
 type ConnLimits struct {
 	// Max bounds HTTP connections from all clients together. 0 derives it
 	// when the server starts listening: ConnsPerNode per node in the
@@ -69,6 +76,17 @@ type ConnLimits struct {
 	// IdleTimeout closes keep-alive connections idle this long; 0 means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+}
+
+// FilesWanted is how many file descriptors (RLIMIT_NOFILE) a server whose
+// inventory holds nodes nodes wants so that no derived cap is cut short:
+// FDReserve, two per HTTP connection of the derived cap (the socket and the
+// file it sends) and two per TFTP transfer of the derived cap. For 10,000
+// nodes it is 122,560; a server started as root can raise its hard limit
+// that far (fs.nr_open allowing), others get a warning from Listen.
+func FilesWanted(nodes int) uint64 {
+	n := uint64(max(nodes, 0))
+	return FDReserve + 2*(ConnsPerNode*n+MinMaxConns/8) + 2*TFTPTransfersPerNode*n
 }
 
 // fdBudget returns how many HTTP connections RLIMIT_NOFILE allows.
@@ -91,9 +109,9 @@ type connMetrics struct {
 	stalled prometheus.Counter
 }
 
-// Reasons a connection is refused (label "reason").
+// Reasons a connection is refused (label "reason"); the overall cap makes
+// connections wait instead (see limitListener.Accept).
 const (
-	refusedTotal     = "total_cap"
 	refusedPerClient = "per_client_cap"
 )
 
@@ -105,19 +123,35 @@ type limitListener struct {
 	log      *slog.Logger
 	refused  *prometheus.CounterVec
 	stalled  prometheus.Counter
+	waits    prometheus.Counter
+	waited   prometheus.Counter
+
+	freed  chan struct{} // a place under the overall cap was given back (buffered, 1)
+	closed chan struct{} // Close was called
+	close  sync.Once
 
 	mu       sync.Mutex
 	total    int
 	byAddr   map[netip.Addr]int
 	lastWarn time.Time
+	lastFull time.Time
 	since    [2]int // refused since the last warning: total cap, per-client cap
 }
 
 func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *slog.Logger, reg prometheus.Registerer) (*limitListener, error) {
-	ll := &limitListener{Listener: l, max: max, per: per, stall: stall, log: log, byAddr: map[netip.Addr]int{}}
+	ll := &limitListener{Listener: l, max: max, per: per, stall: stall, log: log, byAddr: map[netip.Addr]int{},
+		freed: make(chan struct{}, 1), closed: make(chan struct{})}
+	ll.waits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wwboot_http_accept_waits_total",
+		Help: "Times the HTTP listener stopped accepting because the overall connection cap was reached (new connections then wait in the kernel's listen queue).",
+	})
+	ll.waited = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wwboot_http_accept_wait_seconds_total",
+		Help: "Seconds the HTTP listener spent not accepting because the overall connection cap was reached.",
+	})
 	ll.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wwboot_http_connections_refused_total",
-		Help: "HTTP connections closed at once because a cap was reached, by reason (total_cap, per_client_cap).",
+		Help: "HTTP connections closed at once because a cap was reached, by reason (per_client_cap; the overall cap makes connections wait instead).",
 	}, []string{"reason"})
 	ll.stalled = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "wwboot_http_stalled_writes_total",
@@ -131,7 +165,7 @@ func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *sl
 		defer ll.mu.Unlock()
 		return float64(ll.total)
 	})
-	for _, c := range []prometheus.Collector{ll.refused, ll.stalled, open} {
+	for _, c := range []prometheus.Collector{ll.refused, ll.stalled, ll.waits, ll.waited, open} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("provision: HTTP connection metrics: %w", err)
 		}
@@ -139,12 +173,21 @@ func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *sl
 	return ll, nil
 }
 
-// Accept returns the next connection within the caps; those past a cap are
-// reset and not returned.
+// Accept returns the next connection within the caps. At the overall cap it
+// stops accepting until a connection closes: new connections wait in the
+// kernel's listen queue (and past it the clients retransmit their SYNs), so
+// a boot storm larger than the cap is served late instead of reset, which
+// iPXE would count as a failed download (issue 11 item 12). A connection
+// past the per-client cap is reset at once: one address holding that many is
+// misbehaving.
 func (l *limitListener) Accept() (net.Conn, error) {
 	for {
+		if err := l.reserve(); err != nil {
+			return nil, err
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
+			l.unreserve()
 			return nil, err
 		}
 		var addr netip.Addr
@@ -152,48 +195,95 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			addr = ap.Addr().Unmap()
 		}
 		l.mu.Lock()
-		reason := -1
-		switch {
-		case l.total >= l.max:
-			reason = 0
-		case l.per > 0 && l.byAddr[addr] >= l.per:
-			reason = 1
-		default:
-			l.total++
+		if l.per <= 0 || l.byAddr[addr] < l.per {
 			l.byAddr[addr]++
-		}
-		if reason < 0 {
 			l.mu.Unlock()
 			return &limitConn{Conn: c, l: l, addr: addr}, nil
 		}
-		l.since[reason]++
+		l.since[1]++
 		warn := time.Since(l.lastWarn) >= time.Minute
 		var counts [2]int
 		if warn {
 			l.lastWarn, counts, l.since = time.Now(), l.since, [2]int{}
 		}
-		open := l.total
+		open := l.total - 1
 		l.mu.Unlock()
+		l.unreserve()
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0) // reset: no TIME_WAIT, no descriptor kept
 		}
 		_ = c.Close()
-		l.refused.WithLabelValues([]string{refusedTotal, refusedPerClient}[reason]).Inc()
+		l.refused.WithLabelValues(refusedPerClient).Inc()
 		if warn {
-			l.log.Warn("HTTP overloaded: refusing connections past a cap (logged at most once a minute; see wwboot_http_connections_refused_total)",
-				"open", open, "max", l.max, "per_client", l.per, "client", addr,
-				"refused_total_cap", counts[0], "refused_per_client_cap", counts[1])
+			l.log.Warn("HTTP client over its connection cap: refusing its connections past the cap (logged at most once a minute; see wwboot_http_connections_refused_total)",
+				"open", open, "per_client", l.per, "client", addr, "refused_per_client_cap", counts[1])
 		}
 	}
 }
 
+// reserve takes a place under the overall cap for the next accepted
+// connection, waiting while there is none. It fails when the listener is
+// closed.
+func (l *limitListener) reserve() error {
+	var start time.Time
+	for {
+		l.mu.Lock()
+		if l.total < l.max {
+			l.total++
+			l.mu.Unlock()
+			if !start.IsZero() {
+				l.waited.Add(time.Since(start).Seconds())
+			}
+			return nil
+		}
+		if start.IsZero() {
+			start = time.Now()
+			l.waits.Inc()
+			if time.Since(l.lastFull) >= time.Minute {
+				l.lastFull = start
+				l.log.Warn("HTTP overloaded: at the connection cap, new connections wait in the listen queue until others close (logged at most once a minute; see wwboot_http_accept_wait_seconds_total)",
+					"open", l.total, "max", l.max)
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.freed:
+		case <-l.closed:
+			return net.ErrClosed
+		}
+	}
+}
+
+// unreserve gives back a place reserve took for a connection not kept.
+func (l *limitListener) unreserve() {
+	l.mu.Lock()
+	l.total--
+	l.mu.Unlock()
+	l.signal()
+}
+
+// signal wakes a reserve waiting for a place.
+func (l *limitListener) signal() {
+	select {
+	case l.freed <- struct{}{}:
+	default:
+	}
+}
+
+// Close closes the listener; an Accept waiting for a place returns.
+func (l *limitListener) Close() error {
+	l.close.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
 func (l *limitListener) release(addr netip.Addr) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.total--
 	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
 		delete(l.byAddr, addr)
 	}
+	l.mu.Unlock()
+	l.signal()
 }
 
 // limitConn counts against its listener's caps until closed, and cuts

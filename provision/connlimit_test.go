@@ -119,16 +119,47 @@ func TestHTTPPerClientCapRefusesOneAddressAndServesAnother(t *testing.T) {
 	assert.Regexp(t, `wwboot_http_connections_refused_total\{reason="per_client_cap"\} 2[2-9]\n`, string(body))
 }
 
-func TestHTTPTotalCap(t *testing.T) {
+// TestHTTPTotalCapQueues: past the overall cap a connection is neither
+// refused nor served: it waits until another closes, then its request is
+// answered (a boot storm larger than the cap is served late, not reset).
+func TestHTTPTotalCapQueues(t *testing.T) {
 	l := newLab(t)
 	port := limitedServer(t, l, provision.ConnLimits{Max: 5, PerClient: -1})
-	kept := 0
-	for i := range 12 {
-		if open(dialFrom(t, fmt.Sprintf("127.0.1.%d", i+1), port, 0)) {
-			kept++
-		}
+	held := make([]*net.TCPConn, 5)
+	for i := range held {
+		held[i] = dialFrom(t, fmt.Sprintf("127.0.1.%d", i+1), port, 0)
+		require.True(t, open(held[i]), "connection %d under the cap is kept", i)
 	}
-	assert.Equal(t, 5, kept, "connections past the overall cap are refused whatever their address")
+	// Make sure the server accepted all five before the sixth comes.
+	require.Eventually(t, func() bool {
+		mfs, err := l.reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "wwboot_http_connections" {
+				return mf.GetMetric()[0].GetGauge().GetValue() == 5
+			}
+		}
+		return false
+	}, 5*time.Second, 20*time.Millisecond)
+
+	late := dialFrom(t, "127.0.1.9", port, 0)
+	require.NotNil(t, late, "a connection past the cap is not reset")
+	_, err := fmt.Fprintf(late, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	_ = late.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, err = late.Read(make([]byte, 1))
+	var ne net.Error
+	require.True(t, errors.As(err, &ne) && ne.Timeout(), "no answer while the cap is full: %v", err)
+
+	held[0].Close()
+	_ = late.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(late), nil)
+	require.NoError(t, err, "answered once a place is free")
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, c := range held[1:] {
+		assert.True(t, open(c), "the others stay open")
+	}
 }
 
 // bigImage gives node n1 an image of about size bytes of random content and
@@ -265,7 +296,7 @@ func TestHTTPSaturatedLeavesTFTPAndDescriptors(t *testing.T) {
 	})
 	_, port, _ := net.SplitHostPort(srv.HTTPAddr().String())
 	holdConns(t, port, 1500)
-	time.Sleep(500 * time.Millisecond) // the server accepts (and refuses) the backlog
+	time.Sleep(500 * time.Millisecond) // the server accepts up to its cap
 
 	c, err := ptftp.NewClient(srv.TFTPAddr().String())
 	require.NoError(t, err)
@@ -292,9 +323,9 @@ func TestHTTPSaturatedLeavesTFTPAndDescriptors(t *testing.T) {
 		}
 		return -1 // not there yet
 	}
-	// Connections the kernel completed wait in the listen backlog until
-	// accepted (and refused).
-	require.Eventually(t, func() bool { return metric("wwboot_http_connections_refused_total", "total_cap") >= 1500-294 },
+	// The rest wait in the kernel's listen queue: the listener stopped
+	// accepting at the cap.
+	require.Eventually(t, func() bool { return metric("wwboot_http_accept_waits_total", "") >= 1 },
 		10*time.Second, 50*time.Millisecond)
 	assert.Equal(t, float64(294), metric("wwboot_http_connections", ""), "HTTP holds no more than its cap")
 

@@ -89,6 +89,11 @@ type ServerConfig struct {
 	TFTPAddr string
 	// TFTPFS is the tree served over TFTP; nil means Options.BootFS.
 	TFTPFS fs.FS
+	// TFTPMaxTransfers bounds concurrent TFTP transfers (see
+	// tftp.Server.MaxTransfers); 0 derives it when the server starts
+	// listening: TFTPTransfersPerNode per node in the inventory, at least
+	// tftp.DefaultMaxTransfers.
+	TFTPMaxTransfers int
 
 	// RouterAdvertisements answers IPv6 router solicitations on
 	// Interfaces with an empty advertisement, so iPXE does not wait 15 s
@@ -235,7 +240,14 @@ func (s *Server) Listen() (err error) {
 		if s.tconn, err = tftp.ListenPacket(context.Background(), "udp4", s.cfg.TFTPAddr); err != nil {
 			return fmt.Errorf("provision: TFTP: %w", err)
 		}
-		s.ts = &tftp.Server{FS: s.cfg.TFTPFS, Logger: s.log, Metrics: s.tftpM}
+		s.ts = &tftp.Server{FS: s.cfg.TFTPFS, Logger: s.log, Metrics: s.tftpM, MaxTransfers: s.cfg.TFTPMaxTransfers}
+		if s.ts.MaxTransfers == 0 {
+			// Every node of a storm transfers at once: queueing them
+			// behind a fixed cap made 10,000 nodes wait past their
+			// ROMs' patience (issue 11 item 12).
+			s.ts.MaxTransfers = max(tftp.DefaultMaxTransfers, TFTPTransfersPerNode*s.nodeCount())
+		}
+		s.log.Info("TFTP transfer limit", "max", s.ts.MaxTransfers)
 	}
 	if s.cfg.DHCP != DHCPOff {
 		h := s.cfg.DHCPHandler
@@ -280,6 +292,17 @@ func (s *Server) Listen() (err error) {
 }
 
 // httpLimits fills in the defaults of the configured ConnLimits.
+// nodeCount is how many nodes the inventory holds now (0 when it cannot
+// say), for the caps derived from it.
+func (s *Server) nodeCount() int {
+	if sn, ok := s.cfg.Inventory.(Snapshotter); ok {
+		if db, err := sn.Snapshot(context.Background()); err == nil {
+			return db.Len()
+		}
+	}
+	return 0
+}
+
 func (s *Server) httpLimits() ConnLimits {
 	lim := s.cfg.HTTPLimits
 	if lim.PerClient == 0 {
@@ -295,12 +318,7 @@ func (s *Server) httpLimits() ConnLimits {
 		return lim
 	}
 	budget, nofile := fdBudget()
-	nodes := 0
-	if sn, ok := s.cfg.Inventory.(Snapshotter); ok {
-		if db, err := sn.Snapshot(context.Background()); err == nil {
-			nodes = db.Len()
-		}
-	}
+	nodes := s.nodeCount()
 	lim.Max = min(budget, max(MinMaxConns, ConnsPerNode*nodes+MinMaxConns/8))
 	if need := nodes + 64; need > lim.Max {
 		s.log.Warn("too few file descriptors for one long-lived agent connection per node: raise the limit (LimitNOFILE= in the systemd unit, ulimit -n)",

@@ -38,6 +38,7 @@ var (
 	flagBoots   = flag.Int("boots", 1, "boot attempts per node (a failed boot reboots after -reboot-delay and starts over)")
 	flagReboot  = flag.Duration("reboot-delay", 30*time.Second, "time from a failed boot to the node's next DISCOVER")
 	flagRamp    = flag.Duration("ramp", 0, "spread the nodes' power-on over this time (0: all at once)")
+	flagLog     = flag.String("serve-log", "", "write wwboot serve's whole log (-v) to this file, suffixed with the run's name")
 )
 
 const (
@@ -230,6 +231,12 @@ func stormRun(t *testing.T, b binaries, name string, nodes, unknown int, loss fl
 		"--interface", "eth0", "--listen", serverIP, "--ipv6-ra=false")
 	var logs bytes.Buffer
 	serve.Stdout, serve.Stderr = &logs, &logs
+	if *flagLog != "" {
+		lf, err := os.Create(*flagLog + "." + strings.ReplaceAll(t.Name(), "/", "-"))
+		require.NoError(t, err)
+		defer lf.Close()
+		serve.Stdout, serve.Stderr = io.MultiWriter(&logs, lf), io.MultiWriter(&logs, lf)
+	}
 	serve.Cancel = func() error { return serve.Process.Signal(syscall.SIGTERM) }
 	serve.WaitDelay = 60 * time.Second
 	require.NoError(t, serve.Start())
@@ -259,6 +266,13 @@ func stormRun(t *testing.T, b binaries, name string, nodes, unknown int, loss fl
 	f.ServerCPUSeconds = cpuSeconds(t, pid) - cpu0
 	f.ServerPeakRSS = statusBytes(t, pid, "VmHWM")
 	f.LoadAfter = loadavg(t)
+	// The server namespace's TCP counters tell a full accept queue
+	// (ListenOverflows), TCP memory pressure (TCPAbortOnMemory) and
+	// connections the server reset apart (nstat: iproute2).
+	if out, err := srv.Command(ctx, "nstat", "-az", "TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPAbortOnMemory",
+		"TcpExtTCPAbortOnData", "TcpExtTCPAbortOnClose", "TcpOutRsts", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies").CombinedOutput(); err == nil {
+		t.Logf("server TCP counters:\n%s", out)
+	}
 	f.Report = new(storm.Report)
 	require.NoError(t, json.Unmarshal(out.Bytes(), f.Report), "report: %s", out.String())
 	f.CPUPerNode = f.ServerCPUSeconds / float64(nodes)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/Masterminds/sprig/v3"
@@ -100,14 +101,30 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 	return cmd
 }
 
-// raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit (the Go
-// runtime does so at start too; this says so in the log, and keeps it so
-// whatever the runtime's policy), so that HTTP's connection cap, derived
-// from it, leaves DHCP and TFTP their descriptors (issue 11 item 4).
-func raiseNoFile(a *app) {
+// raiseNoFile raises RLIMIT_NOFILE to what a server for nodes nodes wants
+// (provision.FilesWanted): the soft limit up to the hard one, and, when the
+// hard limit is lower and the process may raise it (root, CAP_SYS_RESOURCE),
+// the hard limit too, up to fs.nr_open, as a systemd unit's LimitNOFILE=
+// would. HTTP's connection cap and TFTP's transfer cap are derived from it,
+// so a 10,000-node boot storm is not cut short by the 1,024 or 20,000
+// descriptors a login shell gives (issue 11 items 4 and 12).
+func raiseNoFile(a *app, nodes int) {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return
+	}
+	want := provision.FilesWanted(nodes)
+	if rl.Max < want {
+		if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+			if nrOpen, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				want = min(want, nrOpen)
+			}
+		}
+		up := syscall.Rlimit{Cur: want, Max: want}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); err != nil {
+			a.log.Debug("cannot raise the hard open-file limit (not root?)", "want", want, "hard", rl.Max, "err", err)
+		}
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
@@ -116,12 +133,11 @@ func raiseNoFile(a *app) {
 		}
 	}
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	a.log.Debug("open-file limit", "soft", rl.Cur, "hard", rl.Max)
+	a.log.Debug("open-file limit", "soft", rl.Cur, "hard", rl.Max, "wanted", provision.FilesWanted(nodes))
 }
 
 // serve runs the server with cfg until ctx ends.
 func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
-	raiseNoFile(a)
 	mode, err := provision.ParseDHCPMode(cfg.DHCP)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
@@ -134,6 +150,11 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w (run wwboot init first)", err)
 	}
+	nodes := 0
+	if db, err := inv.Snapshot(ctx); err == nil {
+		nodes = db.Len()
+	}
+	raiseNoFile(a, nodes)
 	images, err := image.OpenStore(a.path("images")) // sweeps what killed imports left
 	if err != nil {
 		return fmt.Errorf("serve: image store: %w", err)
