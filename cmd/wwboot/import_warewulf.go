@@ -69,6 +69,15 @@ func mergeNodesConf(c *nodedb.Config, in *nodedb.Config, src string, overwrite b
 			} else {
 				res.added++
 			}
+			// A record shown without --secrets carries the mask: it keeps
+			// the stored secret, and with none stored it must not become one.
+			if r := sec.src[name]; r != nil {
+				if missing := r.Unredact(sec.dst[name]); len(missing) > 0 {
+					return res, fmt.Errorf("%s: %s %q: %s reads %q, a masked secret, and the inventory has none to keep: "+
+						"import a copy of nodes.conf itself (the lossless backup) or put the real value in the file",
+						src, sec.what, name, strings.Join(missing, ", "), nodedb.Redacted)
+				}
+			}
 			sec.dst[name] = sec.src[name]
 			res.names = append(res.names, sec.what+" "+name)
 		}
