@@ -63,7 +63,9 @@ func TestKeysAndWarewulfImportDoNotReplaceSilently(t *testing.T) {
 	// Another site's: other nodes, so that only the image and the keys clash.
 	src2, key2 := warewulfTree(t, "nodes:\n  n9:\n    image name: rockylinux-9\n")
 	keys1, keys2 := filepath.Join(src1, "etc/warewulf/keys"), filepath.Join(src2, "etc/warewulf/keys")
-	shared := func(root string) []byte { return mustRead(t, filepath.Join(root, "keys", "shared", "ssh_host_ed25519_key")) }
+	shared := func(root string) []byte {
+		return mustRead(t, filepath.Join(root, "keys", "shared", "ssh_host_ed25519_key"))
+	}
 
 	root := t.TempDir()
 	mustRun(t, root, "init")
