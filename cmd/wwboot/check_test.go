@@ -101,4 +101,11 @@ nodes:
 		assert.NotContains(t, out, "node "+n+":")
 	}
 	assert.ErrorContains(t, err, "1 finding(s)")
+
+	// A CI checking a file against no ROOT compares nothing and creates
+	// nothing there.
+	noRoot := filepath.Join(t.TempDir(), "absent")
+	_, err = run(t, noRoot, "node", "check", "--file", filepath.Join(root, "nodes.conf"))
+	require.NoError(t, err)
+	assert.NoDirExists(t, noRoot)
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -203,7 +205,12 @@ func newSlurmConfCmd(a *app) *cobra.Command {
 
 // imageNames lists the images of ROOT/images: the image=NAME features of
 // helpers.conf and of slurm.conf's node lines.
+//
+// A ROOT without images/ has none (it is not created here).
 func (a *app) imageNames(ctx context.Context) ([]string, error) {
+	if _, err := os.Stat(a.path("images")); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	s, err := image.OpenStore(a.path("images"))
 	if err != nil {
 		return nil, err
