@@ -29,6 +29,10 @@ import (
 // does not hold.
 var ErrNotFound = errors.New("image not found")
 
+// ErrExists is the error (wrapped) of Store.Import with
+// BuildOptions.NoReplace for a name the store already has.
+var ErrExists = errors.New("image already exists")
+
 // Meta is the record of a published image. Path and KernelPath are absolute
 // paths of content-addressed files that never change once published.
 type Meta struct {
@@ -345,6 +349,11 @@ type BuildOptions struct {
 	Kernel string
 	// Force rebuilds even when the tree is unchanged.
 	Force bool
+	// NoReplace makes Store.Import refuse a name the store already has
+	// (ErrExists, wrapped with the existing image's source), before it
+	// touches anything: no archive is unpacked, no tree or record
+	// replaced. Store.Build ignores it.
+	NoReplace bool
 	// DropHostFiles undoes an earlier build's KeepHostFiles: Store.Build
 	// keeps per-host files when the image was last built keeping them,
 	// unless this is set.
@@ -388,6 +397,11 @@ func (s *Store) Import(ctx context.Context, src, name string, opts BuildOptions)
 		return BuildResult{}, err
 	}
 	defer release()
+	if opts.NoReplace {
+		if m, err := s.Lookup(ctx, name); err == nil {
+			return BuildResult{}, fmt.Errorf("image %s: %w (imported from %s, built %s)", name, ErrExists, m.Source, m.BuiltAt.Format(time.DateTime))
+		}
+	}
 	root, source := abs, "dir:"+abs
 	if !fi.IsDir() {
 		final := filepath.Join(s.dir, rootsDir, name)

@@ -322,22 +322,9 @@ func (a *API) serveEvents(w http.ResponseWriter, r *http.Request) {
 	events.Stream(w, r, a.opts.Events, sr, a.opts.Stream)
 }
 
-// redacted is what secrets read as through the API; writing it back keeps
-// the stored value.
-const redacted = "***"
-
-// redactRecord returns a copy of r without its BMC password and asset key.
-func redactRecord(r nodedb.Record) nodedb.Record {
-	if r.Ipmi != nil && r.Ipmi.Password != "" {
-		ipmi := *r.Ipmi
-		ipmi.Password = redacted
-		r.Ipmi = &ipmi
-	}
-	if r.AssetKey != "" {
-		r.AssetKey = redacted
-	}
-	return r
-}
+// redactRecord returns a copy of r whose BMC password and asset key read
+// as nodedb.Redacted ("***"), to any caller, token or not.
+func redactRecord(r nodedb.Record) nodedb.Record { return r.Redact() }
 
 // NodeList is the answer of GET /api/v1/nodes.
 type NodeList struct {
@@ -503,6 +490,7 @@ func (a *API) getProfile(w http.ResponseWriter, r *http.Request) {
 var (
 	errExists = errors.New("exists")
 	errInUse  = errors.New("in use")
+	errMasked = errors.New("a masked secret with nothing to keep")
 )
 
 func (a *API) createProfile(w http.ResponseWriter, r *http.Request) { a.putProfile(w, r, true) }
@@ -528,13 +516,9 @@ func (a *API) putProfile(w http.ResponseWriter, r *http.Request, create bool) {
 		case !create && !exists:
 			return fmt.Errorf("profile %s: %w", name, nodedb.ErrNotFound)
 		}
-		if old != nil {
-			if rec.Ipmi != nil && rec.Ipmi.Password == redacted && old.Ipmi != nil {
-				rec.Ipmi.Password = old.Ipmi.Password
-			}
-			if rec.AssetKey == redacted {
-				rec.AssetKey = old.AssetKey
-			}
+		if missing := rec.Unredact(old); len(missing) > 0 {
+			return fmt.Errorf("profile %s: %s: %q stands for the stored value, and there is none: %w: send the secret itself",
+				name, strings.Join(missing, ", "), nodedb.Redacted, errMasked)
 		}
 		if cfg.NodeProfiles == nil {
 			cfg.NodeProfiles = map[string]*nodedb.Record{}
@@ -608,6 +592,8 @@ func (a *API) changed(w http.ResponseWriter, r *http.Request, err error, kind, n
 		return true
 	case errors.Is(err, nodedb.ErrNotFound):
 		writeAPIError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, errMasked):
+		writeAPIError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, errExists), errors.Is(err, errInUse):
 		writeAPIError(w, http.StatusConflict, err.Error())
 	case r.Context().Err() != nil:

@@ -707,7 +707,8 @@ func (h *Handler) serveImageFile(w *recorder, r *http.Request, node *nodedb.Node
 	path, sum := meta.Path, meta.SHA256
 	if kernel {
 		path, sum = meta.KernelPath, meta.KernelSHA256
-		if node.Kernel != nil && node.Kernel.Version != "" && meta.KernelVersion != "" && node.Kernel.Version != meta.KernelVersion {
+		// Warewulf's rule: a prefix of the kernel's version, or its path.
+		if node.Kernel != nil && node.Kernel.Version != "" && meta.KernelVersion != "" && !meta.KernelSelectedBy(node.Kernel.Version) {
 			h.log.Warn("node asks for a kernel version its image does not have; serving the image's",
 				"node", node.ID, "image", meta.Name, "wanted", node.Kernel.Version, "serving", meta.KernelVersion)
 		}

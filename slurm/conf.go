@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/wwboot/wwboot/hostlist"
+	"github.com/wwboot/wwboot/power"
 )
 
 // The node tags Conf reads (nodes.conf tags:, merged through profiles like
@@ -24,7 +25,12 @@ const (
 	TagFeatures   = "slurm_features"   // Features= (comma list)
 	TagGres       = "slurm_gres"       // Gres= (comma list)
 	TagPartitions = "slurm_partitions" // partitions the node belongs to (comma list)
+	TagState      = "slurm_state"      // State= (overrides ConfOptions.PowerSave's CLOUD)
 )
+
+// nodeStates are the State= values slurm.conf accepts on a NodeName line
+// (slurm.conf(5), NodeName State).
+var nodeStates = []string{"CLOUD", "DOWN", "DRAIN", "FAIL", "FAILING", "FUTURE", "UNKNOWN"}
 
 // confKeys maps tags to NodeName keys, in the order they are written.
 var confKeys = []struct {
@@ -47,6 +53,16 @@ type ConfOptions struct {
 	// and no cluster name ("compute" when empty); it is also the one marked
 	// Default=YES when it exists (else the first by name).
 	DefaultPartition string
+	// Images are the image names a job may ask for (image=NAME, the
+	// features helpers.conf lists: HelpersConf): every node gets
+	// Features=image=NAME for each, after its slurm_features, so that
+	// slurmctld can pick a powered-down node for --constraint=image=NAME.
+	Images []string
+	// PowerSave writes State=CLOUD for every node wwboot can power (its
+	// effective ipmi: block has an address, power.ConfigFromIPMI accepts
+	// it): Slurm then treats it as powered down until ResumeProgram has
+	// powered it on. A slurm_state tag overrides it either way.
+	PowerSave bool
 }
 
 // Conf writes slurm.conf NodeName and PartitionName lines for every node of
@@ -59,6 +75,13 @@ func Conf(w io.Writer, inv Inventory, opt ConfOptions) error {
 	if def == "" {
 		def = "compute"
 	}
+	images := slices.Compact(slices.Sorted(slices.Values(opt.Images)))
+	for _, img := range images {
+		if !featureName.MatchString(ImageFeature + img) {
+			return fmt.Errorf("image %q cannot be a Slurm feature (letters, digits, '_' and '.'): rename it", img)
+		}
+	}
+	opt.Images = images
 	type group struct {
 		attrs string
 		names []string
@@ -74,6 +97,9 @@ func Conf(w io.Writer, inv Inventory, opt ConfOptions) error {
 		var attrs []string
 		for _, k := range confKeys {
 			v := strings.TrimSpace(n.Tags[k.tag])
+			if k.tag == TagFeatures {
+				v = withImages(v, opt.Images)
+			}
 			if v == "" {
 				continue
 			}
@@ -81,6 +107,20 @@ func Conf(w io.Writer, inv Inventory, opt ConfOptions) error {
 				return fmt.Errorf("node %s: tag %s=%q: %w", name, k.tag, v, err)
 			}
 			attrs = append(attrs, k.key+"="+v)
+		}
+		state := strings.ToUpper(strings.TrimSpace(n.Tags[TagState]))
+		switch {
+		case state != "":
+			if !slices.Contains(nodeStates, state) {
+				return fmt.Errorf("node %s: tag %s=%q: use one of %s", name, TagState, n.Tags[TagState], strings.Join(nodeStates, ", "))
+			}
+		case opt.PowerSave:
+			if _, err := power.ConfigFromIPMI(n.Ipmi); err == nil {
+				state = "CLOUD"
+			}
+		}
+		if state != "" {
+			attrs = append(attrs, "State="+state)
 		}
 		a := strings.Join(attrs, " ")
 		g := byAttrs[a]
@@ -141,6 +181,25 @@ func Conf(w io.Writer, inv Inventory, opt ConfOptions) error {
 		}
 	}
 	return nil
+}
+
+// withImages appends image=NAME for each of images to the comma list
+// features, skipping those it already has.
+func withImages(features string, images []string) string {
+	have := strings.Split(features, ",")
+	out := features
+	for _, img := range images {
+		f := ImageFeature + img
+		if slices.Contains(have, f) {
+			continue
+		}
+		if out != "" {
+			out += ","
+		}
+		out += f
+		have = append(have, f)
+	}
+	return out
 }
 
 // checkValue refuses what would break a slurm.conf line: spaces, quotes and

@@ -53,15 +53,43 @@ const usage = `usage: wwboot-agent [flags] [run | once | report STATE REASON...]
 flags:
 `
 
+// deprecatedFlag returns the name that replaced old, one of the agent's
+// earlier flag names, now shared with `wwboot agent`.
+func deprecatedFlag(old string) (now string, ok bool) {
+	switch old {
+	case "url":
+		return "server", true
+	case "conf":
+		return "node-conf", true
+	case "root":
+		return "target", true
+	}
+	return "", false
+}
+
+// printDefaults prints the flags of fs as flag.PrintDefaults does, without
+// the deprecated names.
+func printDefaults(fs *flag.FlagSet, w io.Writer) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, old := deprecatedFlag(f.Name); !old {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	shown.PrintDefaults()
+}
+
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wwboot-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, usage); printDefaults(fs, stderr) }
 	var (
-		conf      = fs.String("conf", agent.DefaultNodeConf, "node.conf to read WWBOOT_URL and WWBOOT_HWADDR from")
-		url       = fs.String("url", "", "provisioning server URL, http://HOST:PORT (default: WWBOOT_URL of -conf)")
-		hwaddr    = fs.String("hwaddr", "", "this node's MAC (default: WWBOOT_HWADDR of -conf)")
-		root      = fs.String("root", "/", "where to apply the runtime overlay")
+		conf      = fs.String("node-conf", agent.DefaultNodeConf, "node.conf to read WWBOOT_URL and WWBOOT_HWADDR from")
+		url       = fs.String("server", "", "provisioning server URL, http://HOST:PORT (default: WWBOOT_URL of -node-conf)")
+		hwaddr    = fs.String("hwaddr", "", "this node's MAC (default: WWBOOT_HWADDR of -node-conf)")
+		root      = fs.String("target", "/", "where to apply the runtime overlay")
 		assetKey  = fs.String("asset-key", "", "the node's asset key, if the inventory gives it one")
 		wait      = fs.Duration("wait", agent.DefaultWait, "longest time one long-poll request is held by the server (max 5m)")
 		heartbeat = fs.Duration("heartbeat", agent.DefaultHeartbeat, "interval between heartbeats (negative: none)")
@@ -72,6 +100,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		anyPort = fs.Bool("any-port", false, "connect from any source port (a server with secure: false); default: a privileged one")
 		verbose = fs.Bool("v", false, "log every request")
 	)
+	// The names before `wwboot agent` and this binary shared theirs;
+	// accepted, not shown, and warned about.
+	fs.StringVar(conf, "conf", agent.DefaultNodeConf, "")
+	fs.StringVar(url, "url", "", "")
+	fs.StringVar(root, "root", "/", "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -84,6 +117,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		rest = fs.Args()
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if now, ok := deprecatedFlag(f.Name); ok {
+			fmt.Fprintf(stderr, "wwboot-agent: -%s is deprecated: use -%s (the name wwboot agent uses too)\n", f.Name, now)
+		}
+	})
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug

@@ -9,35 +9,80 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 )
 
-// apiClient talks to a running wwboot serve's API (/api/v1).
+// tokenFileEnv names the environment variable that points clients at an
+// admin token file when --token-file is not given (as WWBOOT_ROOT does for
+// --root): a workstation keeps a copy of the server's ROOT/admin.token.
+const tokenFileEnv = "WWBOOT_TOKEN_FILE"
+
+// tokenFileFlag adds --token-file, the admin token a client of a running
+// server sends, to cmd.
+func tokenFileFlag(cmd *cobra.Command, tokenFile *string) {
+	cmd.Flags().StringVar(tokenFile, "token-file", "", "the admin token sent to --server as a bearer token (default: env "+
+		tokenFileEnv+", else ROOT/admin.token; without one only the server's own machine and its admin networks may read)")
+}
+
+// apiClient talks to a running wwboot serve's API (/api/v1) and its
+// listings (/status).
 type apiClient struct {
 	err   error  // a --token-file that cannot be used
 	base  string // server URL, no trailing slash
 	token []byte // nil: none (a loopback caller may read without)
-	http  *http.Client
+	// tokenFile is where the token was (or would have been) read, and
+	// tokenErr why none was read: both go into the advice of a refusal.
+	tokenFile string
+	tokenErr  error
+	http      *http.Client
 }
 
-// newAPIClient returns a client of server; the token comes from tokenFile
-// when it is readable (a user who cannot read it goes without, which
-// suffices for reads from the server's own machine).
+// newAPIClient returns a client of server; the token comes from tokenFile,
+// else the file env WWBOOT_TOKEN_FILE names, else ROOT/admin.token. A file
+// the user named must be usable; the default one is used when it is
+// readable (a user who cannot read it goes without, which suffices for
+// reads from the server's own machine).
 func (a *app) newAPIClient(server, tokenFile string, timeout time.Duration) *apiClient {
 	c := &apiClient{base: strings.TrimSuffix(server, "/"), http: &http.Client{Timeout: timeout}}
+	if tokenFile == "" && a.getenv != nil {
+		tokenFile = a.getenv(tokenFileEnv)
+	}
 	explicit := tokenFile != ""
 	if !explicit {
 		tokenFile = a.path(apiTokenFile)
 	}
+	c.tokenFile = tokenFile
 	tok, err := readAdminToken(tokenFile)
 	switch {
+	case err == nil && tok == "":
+		c.tokenErr = fmt.Errorf("%s does not exist", tokenFile)
+		if explicit {
+			c.err = fmt.Errorf("--token-file %s: no such file", tokenFile)
+		}
 	case err == nil:
 		c.token = []byte(tok)
 	case explicit:
 		c.err = err // a token file the user named must be usable
-	case a.log != nil:
-		a.log.Debug("no API token", "err", err)
+	default:
+		c.tokenErr = err
+		if a.log != nil {
+			a.log.Debug("no API token", "err", err)
+		}
 	}
 	return c
+}
+
+// refusalAdvice says what to do about a 401 or 403 from the server.
+func (c *apiClient) refusalAdvice() string {
+	if len(c.token) > 0 {
+		return fmt.Sprintf("the server refused the token of %s: it is not this server's; copy the server's ROOT/admin.token "+
+			"(mode 0600) and pass it with --token-file or env %s, or ask from the server itself or one of its admin "+
+			"networks (wwboot.conf: admin networks)", c.tokenFile, tokenFileEnv)
+	}
+	return fmt.Sprintf("no admin token was sent (%v): the server answers only itself (loopback), its admin networks "+
+		"(wwboot.conf: admin networks) and holders of its token; copy the server's ROOT/admin.token (mode 0600, "+
+		"readable by you) and pass it with --token-file or env %s, or run the command on the server", c.tokenErr, tokenFileEnv)
 }
 
 // apiStatusError is an API answer other than the one expected.
@@ -103,8 +148,10 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any, 
 	_ = json.Unmarshal(b, &e)
 	se := &apiStatusError{URL: u, Code: resp.StatusCode, Status: resp.Status, Msg: e.Error}
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		se.Msg += " (ask from the server itself, from one of its admin networks (wwboot.conf: admin networks), " +
-			"or with its token: ROOT/admin.token on the server, readable by you, or --token-file)"
+		if se.Msg == "" {
+			se.Msg = strings.TrimSpace(string(b)) // /status answers in plain text
+		}
+		se.Msg += " (" + c.refusalAdvice() + ")"
 	}
 	return resp.StatusCode, se
 }

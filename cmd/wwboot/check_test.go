@@ -73,3 +73,39 @@ func TestNodeCheckMissingFile(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "node check --file: stat "+missing+": no such file or directory", err.Error())
 }
+
+// TestNodeCheckKernelVersion: node check names a node whose kernel version
+// selects no kernel of its image, by Warewulf's prefix rule ("6.1" selects
+// 6.1.0-25-amd64, "6.2" does not).
+func TestNodeCheckKernelVersion(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	tree := filepath.Join(t.TempDir(), "tree")
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "boot"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "boot", "vmlinuz-6.1.0-25-amd64"), []byte("kernel"), 0o644))
+	mustRun(t, root, "image", "import", tree, "deb12")
+	conf := `nodeprofiles:
+  default: {}
+nodes:
+  ok1: {image name: deb12, kernel: {version: "6.1"}}
+  ok2: {image name: deb12, kernel: {version: 6.1.0-25-amd64}}
+  ok3: {image name: deb12, kernel: {version: /boot/vmlinuz-6.1.0-25-amd64}}
+  bad: {image name: deb12, kernel: {version: "6.2"}}
+  other: {image name: notimported, kernel: {version: "6.2"}}
+`
+	require.NoError(t, os.WriteFile(filepath.Join(root, "nodes.conf"), []byte(conf), 0o644))
+	out, err := run(t, root, "node", "check")
+	require.Error(t, err)
+	assert.Contains(t, out, `node bad: kernel version "6.2" selects no kernel of image deb12, which has 6.1.0-25-amd64`)
+	for _, n := range []string{"ok1", "ok2", "ok3", "other"} {
+		assert.NotContains(t, out, "node "+n+":")
+	}
+	assert.ErrorContains(t, err, "1 finding(s)")
+
+	// A CI checking a file against no ROOT compares nothing and creates
+	// nothing there.
+	noRoot := filepath.Join(t.TempDir(), "absent")
+	_, err = run(t, noRoot, "node", "check", "--file", filepath.Join(root, "nodes.conf"))
+	require.NoError(t, err)
+	assert.NoDirExists(t, noRoot)
+}

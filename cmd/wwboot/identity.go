@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -84,11 +87,20 @@ func newKeysCmd(a *app) *cobra.Command {
 With 'shared host keys: true' in wwboot.conf every node gets the one set in ROOT/keys/shared,
 which 'wwboot keys import' fills, e.g. from a Warewulf server's /etc/warewulf/keys.`,
 	}
-	cmd.AddCommand(&cobra.Command{
+	var overwrite bool
+	imp := &cobra.Command{
 		Use:   "import DIR",
-		Short: "Make the ssh_host_*_key files in DIR the cluster-wide key set (replaces it as a whole)",
+		Short: "Make the ssh_host_*_key files in DIR the cluster-wide key set (a different set already there needs --overwrite)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if diff := sharedKeysDiffer(a.path("keys"), args[0]); len(diff) > 0 {
+				if !overwrite {
+					return fmt.Errorf("%s holds another cluster-wide key set (%s differ from %s): replacing it changes every "+
+						"node's host keys (ssh then warns of a changed host key); pass --overwrite to replace it",
+						a.path("keys", "shared"), strings.Join(diff, ", "), args[0])
+				}
+				fmt.Fprintf(a.stdout, "replacing the cluster-wide key set in %s (%s differ)\n", a.path("keys", "shared"), strings.Join(diff, ", "))
+			}
 			types, err := overlay.ImportHostKeys(a.path("keys"), args[0])
 			if err != nil {
 				return err
@@ -100,6 +112,34 @@ which 'wwboot keys import' fills, e.g. from a Warewulf server's /etc/warewulf/ke
 			}
 			return nil
 		},
-	})
+	}
+	imp.Flags().BoolVar(&overwrite, "overwrite", false, "replace a different key set already in ROOT/keys/shared")
+	cmd.AddCommand(imp)
 	return cmd
+}
+
+// sharedKeysDiffer names the private host key files of the cluster-wide set
+// under keyDir (keyDir/shared/ssh_host_*_key) that src lacks or holds
+// different, and those src adds to a set that exists; nil when there is no
+// set yet or src holds the same one (importing it again changes nothing).
+func sharedKeysDiffer(keyDir, src string) []string {
+	have, _ := filepath.Glob(filepath.Join(keyDir, "shared", "ssh_host_*_key"))
+	if len(have) == 0 {
+		return nil
+	}
+	want, _ := filepath.Glob(filepath.Join(src, "ssh_host_*_key"))
+	names := map[string]bool{}
+	for _, p := range append(have, want...) {
+		names[filepath.Base(p)] = true
+	}
+	var diff []string
+	for name := range names {
+		a, errA := os.ReadFile(filepath.Join(keyDir, "shared", name))
+		b, errB := os.ReadFile(filepath.Join(src, name))
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			diff = append(diff, name)
+		}
+	}
+	sort.Strings(diff)
+	return diff
 }

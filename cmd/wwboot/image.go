@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -96,20 +97,38 @@ func (f *buildFlags) options(a *app, cmd *cobra.Command) (image.BuildOptions, er
 
 func newImageImportCmd(a *app) *cobra.Command {
 	var f buildFlags
+	var overwrite bool
 	cmd := &cobra.Command{
 		Use:   "import SRC NAME",
 		Short: "Make image NAME from a directory or a tar/.tar.gz/.tar.zst/docker-save archive, and build it",
 		Long: `SRC is a directory (a chroot; built in place, not copied), a root file system tar
 archive (plain, .gz or .zst), or a docker save / podman save archive, whose layers are
-applied in order with whiteouts. Archives are unpacked into ROOT/images/roots/NAME.`,
+applied in order with whiteouts. Archives are unpacked into ROOT/images/roots/NAME.
+An image NAME that exists is replaced only with --overwrite (wwctl's -f/--force works too),
+which says what it replaced.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[1]
 			return f.run(a, cmd, func(s *image.Store, o image.BuildOptions) (image.BuildResult, error) {
-				return s.Import(cmd.Context(), args[0], args[1], o)
+				prev, lerr := s.Lookup(cmd.Context(), name)
+				o.NoReplace = !overwrite
+				res, err := s.Import(cmd.Context(), args[0], name, o)
+				if errors.Is(err, image.ErrExists) {
+					return res, fmt.Errorf("%w: pass --overwrite to replace it, or import under another name (wwboot image list shows the names)", err)
+				}
+				if err == nil && lerr == nil {
+					fmt.Fprintf(a.stdout, "replaced image %s: it was %s, built %s, kernel %s\n", name, prev.Source,
+						prev.BuiltAt.Format(time.DateTime), or(prev.KernelVersion))
+				}
+				return res, err
 			})
 		},
 	}
 	f.register(cmd, false)
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace the image NAME if it exists (its tree and archive; nodes get the new one at their next boot)")
+	// wwctl image import's name for it.
+	cmd.Flags().BoolVarP(&overwrite, "force", "f", false, "the same as --overwrite (wwctl's name)")
+	_ = cmd.Flags().MarkHidden("force")
 	return cmd
 }
 

@@ -110,7 +110,7 @@ func runImageExec(ctx context.Context, a *app, cmd *cobra.Command, name string, 
 	}
 	root := m.Root
 	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
-		return fmt.Errorf("image %s: its tree %s is not there (%v): import it again (wwboot image import SRC %s)", name, root, err, name)
+		return fmt.Errorf("image %s: its tree %s is not there (%v): import it again (wwboot image import SRC %s --overwrite)", name, root, err, name)
 	}
 	// One exec or shell at a time in a tree, as wwctl allows: an
 	// exclusive flock on the tree's directory, dropped when we return

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -68,6 +69,15 @@ func mergeNodesConf(c *nodedb.Config, in *nodedb.Config, src string, overwrite b
 				res.replaced++
 			} else {
 				res.added++
+			}
+			// A record shown without --secrets carries the mask: it keeps
+			// the stored secret, and with none stored it must not become one.
+			if r := sec.src[name]; r != nil {
+				if missing := r.Unredact(sec.dst[name]); len(missing) > 0 {
+					return res, fmt.Errorf("%s: %s %q: %s reads %q, a masked secret, and the inventory has none to keep: "+
+						"import a copy of nodes.conf itself (the lossless backup) or put the real value in the file",
+						src, sec.what, name, strings.Join(missing, ", "), nodedb.Redacted)
+				}
 			}
 			sec.dst[name] = sec.src[name]
 			res.names = append(res.names, sec.what+" "+name)
@@ -269,7 +279,17 @@ func (w *warewulfImport) run(cmd *cobra.Command) error {
 	// Host keys.
 	keys := filepath.Join(sysconf, "warewulf", "keys")
 	if ents, _ := filepath.Glob(filepath.Join(keys, "ssh_host_*_key")); len(ents) > 0 {
-		types, err := overlay.ImportHostKeys(a.path("keys"), keys)
+		var types []string
+		var err error
+		if diff := sharedKeysDiffer(a.path("keys"), keys); len(diff) > 0 && !w.overwrite {
+			err = fmt.Errorf("%s holds another cluster-wide key set (%s differ), left as it is: pass --overwrite to replace it "+
+				"(every node's host keys change)", a.path("keys", "shared"), strings.Join(diff, ", "))
+		} else {
+			if len(diff) > 0 {
+				w.change("host keys: replaced the cluster-wide key set %s had (%s differed)", a.path("keys", "shared"), strings.Join(diff, ", "))
+			}
+			types, err = overlay.ImportHostKeys(a.path("keys"), keys)
+		}
 		if err != nil {
 			w.fail("host keys: %v", err)
 		} else {
@@ -720,6 +740,17 @@ func (w *warewulfImport) importImages(cmd *cobra.Command, dirs ...string) {
 				continue
 			}
 			found = true
+			// An image of that name from elsewhere is replaced only with
+			// --overwrite; one built from this very tree (a repeated
+			// import) is rebuilt.
+			abs, _ := filepath.Abs(tree)
+			if m, err := st.Lookup(cmd.Context(), e.Name()); err == nil && m.Source != "dir:"+abs {
+				if !w.overwrite {
+					w.fail("image %s: the store has an image of that name (from %s), left as it is: pass --overwrite to replace it with %s", e.Name(), m.Source, tree)
+					continue
+				}
+				w.change("image %s: replaced the one the store had (from %s, built %s)", e.Name(), m.Source, m.BuiltAt.Format(time.DateTime))
+			}
 			res, err := st.Import(cmd.Context(), tree, e.Name(), image.BuildOptions{})
 			if err != nil {
 				w.fail("image %s: %v", e.Name(), err)

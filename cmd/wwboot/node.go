@@ -45,6 +45,7 @@ var (
 func newRecordCmds(a *app, k kind) []*cobra.Command {
 	isNode := k.name == "node"
 	var out string
+	var listSecrets, showSecrets bool
 	list := &cobra.Command{
 		Use:   "list [PATTERN...]",
 		Short: "List " + k.name + "s (shell patterns select by name)",
@@ -57,10 +58,11 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printRecords(a, k, db, names, out)
+			return printRecords(a, k, db, names, out, listSecrets)
 		},
 	}
 	outputFlag(list, &out)
+	secretsFlag(list, &listSecrets)
 
 	var showOut string
 	show := &cobra.Command{
@@ -74,7 +76,7 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 			}
 			var shown []any
 			for _, name := range args {
-				v, err := lookupShown(k, db, name)
+				v, err := lookupShown(k, db, name, showSecrets)
 				if err != nil {
 					return err
 				}
@@ -93,6 +95,7 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		},
 	}
 	outputFlag(show, &showOut)
+	secretsFlag(show, &showSecrets)
 
 	var addFlags recordFlags
 	add := &cobra.Command{
@@ -260,25 +263,57 @@ func matchNames(k kind, all []string, patterns []string) ([]string, error) {
 	return out, nil
 }
 
-func lookupShown(k kind, db *nodedb.DB, name string) (any, error) {
-	if k.name == "node" {
-		return db.Node(name)
+// secretsFlag adds --secrets, which shows BMC passwords and asset keys in
+// clear instead of nodedb.Redacted.
+func secretsFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "secrets", false, "show BMC passwords (ipmi: password) and asset keys in clear; without it they read "+
+		nodedb.Redacted+" (the inventory file, ROOT/nodes.conf, is the lossless backup)")
+}
+
+// shownRecord is r as displayed: secrets masked unless secrets is set.
+func shownRecord(r nodedb.Record, secrets bool) nodedb.Record {
+	if secrets {
+		return r
 	}
-	return db.Profile(name)
+	return r.Redact()
+}
+
+// lookupShown returns the effective node, or the profile, name as
+// displayed (a copy: secrets masked unless secrets is set).
+func lookupShown(k kind, db *nodedb.DB, name string, secrets bool) (any, error) {
+	if k.name == "node" {
+		n, err := db.Node(name)
+		if err != nil {
+			return nil, err
+		}
+		c := *n
+		c.Record = shownRecord(n.Record, secrets)
+		return &c, nil
+	}
+	p, err := db.Profile(name)
+	if err != nil {
+		return nil, err
+	}
+	c := shownRecord(*p, secrets)
+	return &c, nil
 }
 
 // printRecords writes the list table, or the records keyed by name as in
-// nodes.conf (effective nodes for nodes).
-func printRecords(a *app, k kind, db *nodedb.DB, names []string, format string) error {
+// nodes.conf (effective nodes for nodes), secrets masked unless secrets is
+// set.
+func printRecords(a *app, k kind, db *nodedb.DB, names []string, format string, secrets bool) error {
 	byName := map[string]*nodedb.Record{}
 	for _, name := range names {
+		var r nodedb.Record
 		if k.name == "node" {
 			n, _ := db.Node(name)
-			byName[name] = &n.Record
+			r = n.Record
 		} else {
 			p, _ := db.Profile(name)
-			byName[name] = p
+			r = *p
 		}
+		r = shownRecord(r, secrets)
+		byName[name] = &r
 	}
 	if done, err := printStructured(a.stdout, format, byName); done {
 		return err

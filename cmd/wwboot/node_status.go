@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"path"
 	"sort"
 	"strings"
@@ -14,30 +12,6 @@ import (
 
 	"github.com/wwboot/wwboot/provision"
 )
-
-// fetchStatus gets the running server's /status.
-func fetchStatus(ctx context.Context, server string, timeout time.Duration) (provision.Status, error) {
-	var st provision.Status
-	u := strings.TrimSuffix(server, "/") + "/status"
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return st, fmt.Errorf("status: --server %q: %w", server, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("status: %w (is wwboot serve running? point --server at it)", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status: %s answered %s", u, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("status: %s: %w", u, err)
-	}
-	return st, nil
-}
 
 // nodeStates returns the state of every node of st ("down" for the unseen)
 // whose name matches one of patterns (all when none).
@@ -90,7 +64,7 @@ func filterStatus(st provision.Status, patterns []string) provision.Status {
 }
 
 func newNodeStatusCmd(a *app) *cobra.Command {
-	var server, output, wait string
+	var server, output, wait, tokenFile string
 	var timeout, waitTimeout, interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "status [NODE...]",
@@ -99,10 +73,14 @@ func newNodeStatusCmd(a *app) *cobra.Command {
 named (glob patterns; all without). With --wait[=STATE] (STATE up when not given) it polls the
 server until every one of them is in STATE, printing each change, and fails when --wait-timeout
 passes first or, unless STATE is failed, when a node fails (the reason is printed): a script
-can power nodes on and wait for them.`,
+can power nodes on and wait for them.
+
+The server answers only its administrators: the server itself (loopback), its admin networks
+(wwboot.conf: admin networks), or the bearer token this command sends (--token-file, env
+WWBOOT_TOKEN_FILE, default ROOT/admin.token).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if wait == "" {
-				st, err := fetchStatus(cmd.Context(), server, timeout)
+				st, err := a.fetchStatus(cmd.Context(), server, tokenFile, timeout)
 				if err != nil {
 					return err
 				}
@@ -122,7 +100,7 @@ can power nodes on and wait for them.`,
 			last := map[string]string{}
 			var pending []string // as of the last answer
 			for {
-				st, err := fetchStatus(ctx, server, timeout)
+				st, err := a.fetchStatus(ctx, server, tokenFile, timeout)
 				if err == nil {
 					states := nodeStates(st, args)
 					if len(states) == 0 {
@@ -173,6 +151,7 @@ can power nodes on and wait for them.`,
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for each answer of the server")
+	tokenFileFlag(cmd, &tokenFile)
 	cmd.Flags().StringVar(&wait, "wait", "", "wait until every node is in this state (up, booting, down, failed)")
 	cmd.Flags().Lookup("wait").NoOptDefVal = "up"
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 15*time.Minute, "give up waiting after this long")

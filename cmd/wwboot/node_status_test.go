@@ -15,12 +15,12 @@ import (
 	"github.com/wwboot/wwboot/provision"
 )
 
-// statusServer answers /status with the states of n1 and n2 given for
+// statusServer answers /api/v1/status with the states of n1 and n2 given for
 // each successive request (the last one repeats).
 func statusServer(t *testing.T, steps ...map[string]string) *httptest.Server {
 	var calls atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.Equal(t, "/status", r.URL.Path)
+		require.Equal(t, "/api/v1/status", r.URL.Path)
 		i := int(calls.Add(1)) - 1
 		if i >= len(steps) {
 			i = len(steps) - 1

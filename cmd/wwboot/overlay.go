@@ -52,12 +52,6 @@ rendered per node into gzip-compressed cpio archives. Site overlays live in ROOT
 win over the built-in ones of the same name. Host keys are kept in ROOT/keys; built archives
 are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr; default: from wwboot.conf's listen/interface)")
-	pf.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask; default: from wwboot.conf's interface)")
-	pf.StringVar(&f.serverIP6, "server-ipaddr6", "", "the server's IPv6 address (.Ipaddr6)")
-	pf.StringSliceVar(&f.keyTypes, "ssh-key-types", nil, "SSH host key types to generate per node (ed25519, ecdsa, rsa; default: wwboot.conf's ssh key types, else all three)")
-	pf.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (default: wwboot.conf's shared host keys)")
 	cmd.AddCommand(
 		newOverlayListCmd(a, f),
 		newOverlayShowCmd(a, f),
@@ -66,7 +60,34 @@ are stored in ROOT/overlays-built/NODE/{system,runtime}.cpio.gz.`,
 		newOverlayBuildCmd(a, f),
 	)
 	cmd.AddCommand(newOverlayEditCmds(a, f)...)
+	// The server and key flags change only what is rendered for a node:
+	// the commands that render show them; the others accept them hidden
+	// (they were inherited by every overlay command before).
+	for _, sub := range cmd.Commands() {
+		switch sub.Name() {
+		case "show", "files", "render", "build":
+			f.bindRender(sub, false)
+		default:
+			f.bindRender(sub, true)
+		}
+	}
 	return cmd
+}
+
+// bindRender adds the flags that change what renders for a node to cmd,
+// hidden unless cmd renders.
+func (f *overlayFlags) bindRender(cmd *cobra.Command, hidden bool) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.serverIP, "server-ipaddr", "", "the server's IPv4 address as templates see it (.Ipaddr; default: from wwboot.conf's listen/interface)")
+	fs.StringVar(&f.netmask, "server-netmask", "", "the provisioning network's netmask (.Netmask; default: from wwboot.conf's interface)")
+	fs.StringVar(&f.serverIP6, "server-ipaddr6", "", "the server's IPv6 address (.Ipaddr6)")
+	fs.StringSliceVar(&f.keyTypes, "ssh-key-types", nil, "SSH host key types to generate per node (ed25519, ecdsa, rsa; default: wwboot.conf's ssh key types, else all three)")
+	fs.BoolVar(&f.sharedKeys, "shared-host-keys", false, "give every node the same SSH host keys (default: wwboot.conf's shared host keys)")
+	if hidden {
+		for _, name := range []string{"server-ipaddr", "server-netmask", "server-ipaddr6", "ssh-key-types", "shared-host-keys"} {
+			_ = fs.MarkHidden(name)
+		}
+	}
 }
 
 // renderer builds the overlay renderer from the state directory, wwboot.conf

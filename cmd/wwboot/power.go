@@ -75,7 +75,7 @@ func (f *powerFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.timeout, "timeout", power.DefaultTimeout, "time allowed per node, session setup included")
 	cmd.Flags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().StringVar(&f.server, "server", "", "act through this running wwboot serve's API (URL), so its event stream and hooks see the action")
-	cmd.Flags().StringVar(&f.tokenFile, "token-file", "", "the API token for --server (default ROOT/admin.token)")
+	tokenFileFlag(cmd, &f.tokenFile)
 }
 
 func (a *app) runPower(cmd *cobra.Command, act power.Action, args []string, f powerFlags) error {

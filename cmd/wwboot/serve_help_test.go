@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,4 +33,23 @@ func TestStatusOutputHelp(t *testing.T) {
 		assert.NotContains(t, out, "nodes.conf's keys", args)
 	}
 	assert.Contains(t, mustRun(t, t.TempDir(), "node", "list", "--help"), "nodes.conf's keys")
+}
+
+// The overlay commands that render for a node show the server and key
+// flags; the others (list, create, chmod...) do not, and still accept them.
+func TestOverlayHelpShowsRenderFlagsWhereTheyAct(t *testing.T) {
+	for _, sub := range []string{"show", "files", "render", "build"} {
+		assert.Contains(t, mustRun(t, t.TempDir(), "overlay", sub, "--help"), "--server-ipaddr", sub)
+	}
+	for _, sub := range []string{"list", "create", "delete", "mkdir", "import", "chmod", "chown", "edit", "info"} {
+		out := mustRun(t, t.TempDir(), "overlay", sub, "--help")
+		for _, fl := range []string{"--server-ipaddr", "--server-netmask", "--ssh-key-types", "--shared-host-keys"} {
+			assert.NotContains(t, out, fl, sub)
+		}
+	}
+	_, out, _ := strings.Cut(mustRun(t, t.TempDir(), "overlay", "--help"), "Flags:")
+	assert.NotContains(t, out, "--server-ipaddr")
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	mustRun(t, root, "overlay", "list", "--server-ipaddr", "10.0.0.1")
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -35,26 +37,29 @@ Each program takes the nodes as Slurm passes them (a hostlist such as
 n[001-004,010]), acts through the nodes' BMCs, logs to --log, and exits
 non-zero when any node failed.`,
 	}
-	var f slurmFlags
-	f.bind(cmd)
+	// Each program has its own flags, so that --help shows only the ones it
+	// uses; the ones it does not use stay accepted (hidden), since wrapper
+	// scripts may pass one set to all.
 	for _, p := range []struct {
 		use, short string
 		maxArgs    int
+		markDown   bool // resume: --mark-down
+		scontrol   bool // resume, reboot: --scontrol (job features, DOWN)
 		run        func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error)
 	}{
-		{"resume NODES [FEATURES]", "ResumeProgram: power the nodes on (into the image an image=NAME feature asks for); nodes that fail are set DOWN through scontrol", 2,
+		{"resume NODES [FEATURES]", "ResumeProgram: power the nodes on (into the image an image=NAME feature asks for); nodes that fail are set DOWN through scontrol", 2, true, true,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
 				return p.Resume(ctx, args[0], args[1:]...)
 			}},
-		{"suspend NODES", "SuspendProgram: power the nodes off", 1,
+		{"suspend NODES", "SuspendProgram: power the nodes off", 1, false, false,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
 				return p.Suspend(ctx, args[0])
 			}},
-		{"resume-fail NODES", "ResumeFailProgram: power off nodes that did not come up in ResumeTimeout", 1,
+		{"resume-fail NODES", "ResumeFailProgram: power off nodes that did not come up in ResumeTimeout", 1, false, false,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
 				return p.ResumeFail(ctx, args[0])
 			}},
-		{"reboot NODES [FEATURES]", "RebootProgram (reboot_from_controller): power-cycle nodes that are on, power on those that are off", 2,
+		{"reboot NODES [FEATURES]", "RebootProgram (reboot_from_controller): power-cycle nodes that are on, power on those that are off", 2, false, true,
 			func(p *slurm.Programs, ctx context.Context, args []string) (slurm.Report, error) {
 				features := ""
 				if len(args) > 1 {
@@ -63,14 +68,17 @@ non-zero when any node failed.`,
 				return p.Reboot(ctx, args[0], features)
 			}},
 	} {
-		cmd.AddCommand(&cobra.Command{
+		f := &slurmFlags{}
+		sub := &cobra.Command{
 			Use:   p.use,
 			Short: p.short,
 			Args:  cobra.RangeArgs(1, p.maxArgs),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return a.runSlurmProgram(cmd, f, args, p.run)
+				return a.runSlurmProgram(cmd, *f, args, p.run)
 			},
-		})
+		}
+		f.bind(sub, p.markDown, p.scontrol)
+		cmd.AddCommand(sub)
 	}
 	cmd.AddCommand(newSlurmConfCmd(a))
 	cmd.AddCommand(newSlurmHelpersCmd(a)...)
@@ -86,14 +94,28 @@ type slurmFlags struct {
 	scontrol    string
 }
 
-func (f *slurmFlags) bind(cmd *cobra.Command) {
-	fs := cmd.PersistentFlags()
+// bind adds the programs' flags to cmd; --mark-down and --scontrol are
+// shown only where they act (markDown: resume; scontrol: resume and
+// reboot), and accepted hidden elsewhere.
+func (f *slurmFlags) bind(cmd *cobra.Command, markDown, scontrol bool) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.log, "log", defaultSlurmLog, "log file of the programs (appended; stderr when it cannot be opened)")
 	fs.DurationVar(&f.timeout, "timeout", power.DefaultTimeout, "time allowed per node")
 	fs.DurationVar(&f.deadline, "deadline", 2*time.Minute, "time allowed for the whole run (slurmctld kills programs that run for minutes)")
 	fs.IntVarP(&f.concurrency, "concurrency", "j", power.DefaultConcurrency, "nodes handled at once")
-	fs.BoolVar(&f.markDown, "mark-down", true, "resume: set nodes that could not be powered on DOWN with scontrol")
-	fs.StringVar(&f.scontrol, "scontrol", "scontrol", "scontrol program for --mark-down")
+	fs.BoolVar(&f.markDown, "mark-down", true, "set nodes that could not be powered on DOWN with scontrol")
+	usage := "scontrol program (it reads the features a job asks for)"
+	if markDown {
+		usage = "scontrol program (it reads the features a job asks for, and sets nodes DOWN for --mark-down)"
+	}
+	fs.StringVar(&f.scontrol, "scontrol", "scontrol", usage)
+	if !markDown {
+		_ = fs.MarkHidden("mark-down")
+		f.markDown = false
+	}
+	if !scontrol {
+		_ = fs.MarkHidden("scontrol")
+	}
 }
 
 func (a *app) runSlurmProgram(cmd *cobra.Command, f slurmFlags, args []string,
@@ -155,6 +177,7 @@ func (a *app) slurmLogger(file, program string) (*slog.Logger, func()) {
 
 func newSlurmConfCmd(a *app) *cobra.Command {
 	var opt slurm.ConfOptions
+	var imageFeatures bool
 	cmd := &cobra.Command{
 		Use:   "conf",
 		Short: "Print slurm.conf NodeName and PartitionName lines for the inventory (tags slurm_cpus, slurm_memory, slurm_features, slurm_partitions...)",
@@ -164,11 +187,43 @@ func newSlurmConfCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if imageFeatures {
+				if opt.Images, err = a.imageNames(cmd.Context()); err != nil {
+					return err
+				}
+			}
 			return slurm.Conf(a.stdout, db, opt)
 		},
 	}
 	cmd.Flags().StringVar(&opt.DefaultPartition, "default-partition", "compute", "partition of nodes without slurm_partitions or cluster name; marked Default=YES")
+	cmd.Flags().BoolVar(&imageFeatures, "image-features", true, "give every node Features=image=NAME for each image of ROOT/images (the features of helpers-conf), "+
+		"so that a job's --constraint=image=NAME can pick a powered-down node")
+	cmd.Flags().BoolVar(&opt.PowerSave, "power-save", true, "State=CLOUD for the nodes wwboot can power (an ipmi ipaddr): Slurm's power saving treats them as "+
+		"powered down until ResumeProgram powers them on (tag slurm_state overrides it per node)")
 	return cmd
+}
+
+// imageNames lists the images of ROOT/images: the image=NAME features of
+// helpers.conf and of slurm.conf's node lines.
+//
+// A ROOT without images/ has none (it is not created here).
+func (a *app) imageNames(ctx context.Context) ([]string, error) {
+	if _, err := os.Stat(a.path("images")); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	s, err := image.OpenStore(a.path("images"))
+	if err != nil {
+		return nil, err
+	}
+	metas, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range metas {
+		names = append(names, m.Name)
+	}
+	return names, nil
 }
 
 // setImages switches nodes to an image of ROOT/images in nodes.conf (the
@@ -214,17 +269,9 @@ nodes.conf and power-cycles them. The nodes report the image they booted through
 the helper (wwboot slurm helper-script, installed at --helper by an overlay).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := image.OpenStore(a.path("images"))
+			names, err := a.imageNames(cmd.Context())
 			if err != nil {
 				return err
-			}
-			metas, err := s.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			var names []string
-			for _, m := range metas {
-				names = append(names, m.Name)
 			}
 			return slurm.HelpersConf(a.stdout, names, opt)
 		},

@@ -46,7 +46,7 @@ The server answers only its administrators: the server itself (loopback), its ad
 	}
 	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:9873", "URL of the running wwboot serve")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the server")
-	cmd.Flags().StringVar(&tokenFile, "token-file", "", "the API token (default ROOT/admin.token; without it, only the server's own machine may read)")
+	tokenFileFlag(cmd, &tokenFile)
 	outputFlag(cmd, &output)
 	// Status records are the server's, not nodes.conf's.
 	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml (every field of the server's status)"
