@@ -47,7 +47,7 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		if req.method == "" {
 			req.method = "GET"
 		}
-		return do(ctx, DialAny, ts.URL, req)
+		return do(ctx, DialAny, ts.URL, nil, req)
 	}
 	r, err := get("/fixed", request{})
 	require.NoError(t, err)
@@ -81,7 +81,7 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second)
 
 	for _, bad := range []string{"https://x:1", "x:1", "http://", "http://a b"} {
-		_, err := do(ctx, DialAny, bad, request{method: "GET", path: "/"})
+		_, err := do(ctx, DialAny, bad, nil, request{method: "GET", path: "/"})
 		assert.ErrorContains(t, err, "http://HOST:PORT", bad)
 	}
 }

@@ -141,9 +141,27 @@ func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *sl
 
 // Accept returns the next connection within the caps; those past a cap are
 // reset and not returned.
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *limitListener) Accept() (net.Conn, error) { return l.accept(l.Listener) }
+
+// share returns a listener over other whose connections count against l's
+// caps (the agents' HTTPS port beside HTTP).
+func (l *limitListener) share(other net.Listener) net.Listener {
+	return &sharedListener{Listener: other, l: l}
+}
+
+// sharedListener is a listener counted against another's caps.
+type sharedListener struct {
+	net.Listener
+	l *limitListener
+}
+
+// Accept returns the next connection within the caps.
+func (s *sharedListener) Accept() (net.Conn, error) { return s.l.accept(s.Listener) }
+
+// accept returns the next connection of ln within l's caps.
+func (l *limitListener) accept(ln net.Listener) (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			return nil, err
 		}

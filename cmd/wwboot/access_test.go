@@ -47,7 +47,7 @@ func TestDefaultProfileHostKeysOnlyToTheNode(t *testing.T) {
 
 	port := strconv.Itoa(freePort(t))
 	base := "http://127.0.0.1:" + port
-	cmd := exec.Command(bin, "--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", port)
+	cmd := exec.Command(bin, "--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", port, "--agent-tls-port", strconv.Itoa(freePort(t)))
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())

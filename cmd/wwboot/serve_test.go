@@ -58,7 +58,7 @@ func TestServeNewSite(t *testing.T) {
 
 	port := freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(bin, "--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", strconv.Itoa(port))
+	cmd := exec.Command(bin, "--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", strconv.Itoa(port), "--agent-tls-port", strconv.Itoa(freePort(t)))
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())

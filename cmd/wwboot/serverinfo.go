@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/wwboot/wwboot/image"
 	"github.com/wwboot/wwboot/overlay"
+	"github.com/wwboot/wwboot/provision"
 )
 
 // templateServer is what templates know about this server, the same for
@@ -27,6 +29,14 @@ func templateServer(cfg serveConfig, addr, netmask, agent string) overlay.Server
 	s.Tftp.Enabled = cfg.TFTP
 	s.Paths.Sysconfdir = cfg.Sysconfdir
 	s.Paths.Agent = agent
+	if cfg.AgentTLS {
+		// node.conf's WWBOOT_TLS_URL and the wwclient overlay's
+		// /etc/wwboot/ca.crt (absent until serve or init made the CA).
+		s.Warewulf.TLSEnabled, s.Warewulf.TLSPort = true, cfg.AgentTLSPort
+		if cfg.tlsDir != "" {
+			s.Paths.CACert = filepath.Join(cfg.tlsDir, provision.CACertFile)
+		}
+	}
 	cfg.identityConfig.apply(&s)
 	return s
 }
