@@ -10,12 +10,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -476,4 +478,86 @@ func TestAgentTLSOffIsPlain(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// TestTLSLongPollHoldsNoGoroutine: long-polls held over TLS are hijacked
+// like plain ones (the *tls.Conn is what net/http hands over): 300 held
+// requests leave no goroutine each on the server, and all are answered
+// (304) through their connections when the server stops waiting. It logs
+// the memory a held long-poll costs over TLS and over plain HTTP (server
+// and client sides together: both run in this process).
+func TestTLSLongPollHoldsNoGoroutine(t *testing.T) {
+	netlab.Require(t)
+	for _, on := range []bool{true, false} {
+		t.Run(map[bool]string{true: "tls", false: "plain"}[on], func(t *testing.T) {
+			l := newLab(t)
+			dir := ""
+			if on {
+				dir = filepath.Join(t.TempDir(), "tls")
+			}
+			s := startServer(t, l, dir, "", "")
+			ag := s.nodeAgent(t, filepath.Join(t.TempDir(), "run"))
+			_, err := ag.Sync(context.Background(), 0)
+			require.NoError(t, err)
+			etag := ag.ETag()
+			require.NotEmpty(t, etag)
+			req := "GET /overlay/runtime/" + mac1 + "?wait=120 HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\nConnection: close\r\n\r\n"
+			hold := func() net.Conn {
+				var c net.Conn
+				if on {
+					cert, err := tls.LoadX509KeyPair(filepath.Join(ag.RunDir, agent.CertFile), filepath.Join(ag.RunDir, agent.KeyFile))
+					require.NoError(t, err)
+					cfg := &tls.Config{RootCAs: s.ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}}
+					c, err = tls.Dial("tcp", strings.TrimPrefix(s.sec, "https://"), cfg)
+					require.NoError(t, err)
+				} else {
+					c, err = agent.DialPrivileged(context.Background(), "tcp", s.httpAddr)
+					require.NoError(t, err)
+				}
+				_, err = c.Write([]byte(req))
+				require.NoError(t, err)
+				return c
+			}
+			conns := []net.Conn{hold()} // warm-up
+			time.Sleep(200 * time.Millisecond)
+			settle := func() (int, uint64) {
+				var ms runtime.MemStats
+				for range 3 {
+					runtime.GC()
+					time.Sleep(50 * time.Millisecond)
+				}
+				runtime.ReadMemStats(&ms)
+				return runtime.NumGoroutine(), ms.HeapInuse
+			}
+			g0, m0 := settle()
+			const n = 300
+			for range n {
+				conns = append(conns, hold())
+			}
+			require.Eventually(t, func() bool {
+				return strings.Contains(metricText(t, s), fmt.Sprintf("wwboot_agents_waiting %d", n+1))
+			}, 10*time.Second, 20*time.Millisecond, "every request is held")
+			g1, m1 := settle()
+			t.Logf("%d held long-polls: %+d goroutines, %.1f KiB heap each (server and client sides)",
+				n, g1-g0, float64(int64(m1)-int64(m0))/n/1024)
+			assert.Less(t, g1-g0, n/10, "a held long-poll keeps no goroutine")
+
+			s.srv.Handler().StopWaiting()
+			for _, c := range conns {
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, err := io.ReadAll(c)
+				require.NoError(t, err)
+				assert.True(t, strings.HasPrefix(string(b), "HTTP/1.1 304"), "%q", b)
+				c.Close()
+			}
+		})
+	}
+}
+
+// metricText is the server's /metrics page.
+func metricText(t *testing.T, s *tlsServer) string {
+	t.Helper()
+	resp, body := get(t, s.plain+"/metrics")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return string(body)
 }
