@@ -84,9 +84,6 @@ type serveConfig struct {
 	accessConfig `yaml:",inline"`
 	// Events: hooks for node events (apiserve.go).
 	Events eventsConfig `yaml:"events"`
-
-	// tlsDir is ROOT/tls, beside the wwboot.conf read: the cluster CA.
-	tlsDir string
 }
 
 // dhcpRange returns the dynamic pool's bounds, or ok=false when none is set.
@@ -118,7 +115,6 @@ func defaultServeConfig() serveConfig {
 // defaults; an unknown key or a bad value is an error naming the file and line.
 func loadServeConfig(path string) (serveConfig, error) {
 	cfg := defaultServeConfig()
-	cfg.tlsDir = filepath.Join(filepath.Dir(path), "tls")
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return cfg, nil

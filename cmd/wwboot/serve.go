@@ -162,7 +162,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			"expected", agentBin, "build", "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "+agentBin+" ./cmd/wwboot-agent",
 			"or", "set agent: in wwboot.conf")
 	}
-	srvInfo := templateServer(cfg, srvIP, netmask, agentBin)
+	srvInfo := templateServer(cfg, a.root, srvIP, netmask, agentBin)
 	overlays, err := overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),

@@ -15,9 +15,10 @@ import (
 // `wwboot serve` and the overlay commands so that both render the same
 // files: Warewulf's defaults for what wwboot has no setting for
 // (overlay.DefaultServerInfo), then wwboot.conf's settings (port, secure,
-// DHCP on/off and its dynamic range, TFTP, sysconfdir, identity), the
-// server's address and netmask (addr may be "") and the node agent binary.
-func templateServer(cfg serveConfig, addr, netmask, agent string) overlay.ServerInfo {
+// DHCP on/off and its dynamic range, TFTP, sysconfdir, identity, the agent
+// TLS channel with the cluster CA in root/tls), the server's address and
+// netmask (addr may be "") and the node agent binary.
+func templateServer(cfg serveConfig, root, addr, netmask, agent string) overlay.ServerInfo {
 	s := overlay.DefaultServerInfo()
 	s.BuildHost, _ = os.Hostname()
 	s.Ipaddr, s.Netmask = addr, netmask
@@ -33,9 +34,7 @@ func templateServer(cfg serveConfig, addr, netmask, agent string) overlay.Server
 		// node.conf's WWBOOT_TLS_URL and the wwclient overlay's
 		// /etc/wwboot/ca.crt (absent until serve or init made the CA).
 		s.Warewulf.TLSEnabled, s.Warewulf.TLSPort = true, cfg.AgentTLSPort
-		if cfg.tlsDir != "" {
-			s.Paths.CACert = filepath.Join(cfg.tlsDir, provision.CACertFile)
-		}
+		s.Paths.CACert = filepath.Join(root, "tls", provision.CACertFile)
 	}
 	cfg.identityConfig.apply(&s)
 	return s
