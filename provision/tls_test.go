@@ -28,10 +28,35 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wwboot/wwboot/agent"
+	"github.com/wwboot/wwboot/events"
 	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/provision"
 	"github.com/wwboot/wwboot/provision/netlab"
 )
+
+// eventLog records the events a server publishes.
+type eventLog struct {
+	mu  sync.Mutex
+	evs []events.Event
+}
+
+func (l *eventLog) Publish(e events.Event) events.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.evs = append(l.evs, e)
+	return e
+}
+
+func (l *eventLog) find(stage string) *events.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.evs {
+		if l.evs[i].Stage == stage {
+			return &l.evs[i]
+		}
+	}
+	return nil
+}
 
 // tlsServer is a real provision.Server on loopback, with the agent TLS
 // channel when its AgentTLS is set.
@@ -46,6 +71,7 @@ type tlsServer struct {
 	tlsDir      string
 	httpAddr    string
 	tlsAddrWant string
+	events      *eventLog
 }
 
 // startServer runs a Server for l on loopback; tlsDir "" means agent tls:
@@ -54,7 +80,8 @@ func startServer(t *testing.T, l *lab, tlsDir, httpAddr, tlsAddr string) *tlsSer
 	t.Helper()
 	opts := l.options(t)
 	opts.Registry = prometheus.NewRegistry() // a restart registers the metrics anew
-	s := &tlsServer{tlsDir: tlsDir}
+	s := &tlsServer{tlsDir: tlsDir, events: &eventLog{}}
+	opts.Events = s.events
 	if tlsDir != "" {
 		var err error
 		s.ca, err = provision.OpenCA(tlsDir, "test", time.Now())
@@ -192,6 +219,10 @@ func TestAgentTLSChannel(t *testing.T) {
 	assert.Contains(t, err.Error(), "409")
 	assert.Contains(t, err.Error(), "already enrolled in this boot")
 	assert.Contains(t, err.Error(), "reboot the node")
+	ev := s.events.find("enroll_refused")
+	require.NotNil(t, ev, "the refusal is an event")
+	assert.Equal(t, "n1", ev.Node)
+	assert.Contains(t, ev.Reason, "a second enrollment may be an attacker")
 
 	// The node boots again: iPXE asks for its script. Now it enrolls anew,
 	// and the certificate of the last boot is refused (401).
