@@ -592,3 +592,51 @@ func metricText(t *testing.T, s *tlsServer) string {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	return string(body)
 }
+
+// TestAgentChecksTheServer: the agent talks TLS only to a server whose
+// certificate chains to its CA file and is a server certificate: not to
+// one of another CA, and not to a node that serves with its own client
+// certificate (signed by the cluster CA, but for a client).
+func TestAgentChecksTheServer(t *testing.T) {
+	netlab.Require(t)
+	l := newLab(t)
+	s := startServer(t, l, filepath.Join(t.TempDir(), "tls"), "", "")
+	ag := s.nodeAgent(t, filepath.Join(t.TempDir(), "run"))
+	_, err := ag.Sync(context.Background(), 0)
+	require.NoError(t, err)
+
+	// Another CA in the agent's CA file.
+	other, err := provision.OpenCA(filepath.Join(t.TempDir(), "tls"), "other", time.Now())
+	require.NoError(t, err)
+	wrong := s.nodeAgent(t, ag.RunDir)
+	wrong.CAFile = other.CertPath()
+	_, err = wrong.Sync(context.Background(), 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the server's certificate")
+
+	// A node posing as the server with its client certificate.
+	nodeCert, err := tls.LoadX509KeyPair(filepath.Join(ag.RunDir, agent.CertFile), filepath.Join(ag.RunDir, agent.KeyFile))
+	require.NoError(t, err)
+	fake, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{nodeCert}})
+	require.NoError(t, err)
+	defer fake.Close()
+	go func() {
+		for {
+			c, err := fake.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			}()
+		}
+	}()
+	impostor := s.nodeAgent(t, ag.RunDir)
+	impostor.TLSURL = "https://" + fake.Addr().String()
+	_, err = impostor.Sync(context.Background(), 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the server's certificate")
+	assert.Contains(t, err.Error(), "usage")
+}
