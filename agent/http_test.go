@@ -102,6 +102,19 @@ WWBOOT_HWADDRS='52:54:00:aa:bb:01 52:54:00:aa:bb:02'
 	assert.Equal(t, "52:54:00:aa:bb:01", c.HWAddr.String())
 	assert.Equal(t, []string{"52:54:00:aa:bb:01", "52:54:00:aa:bb:02"}, c.HWAddrs)
 	assert.Equal(t, "n1", c.Node)
+	assert.Empty(t, c.TLSURL, "agent tls: false")
+
+	// The TLS channel (agent tls: true).
+	require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_URL='http://10.0.0.1:9873'\n"+
+		"WWBOOT_TLS_URL='https://10.0.0.1:9874'\n"), 0o644))
+	c, err = ReadNodeConf(p)
+	require.NoError(t, err)
+	assert.Equal(t, "https://10.0.0.1:9874", c.TLSURL)
+	for _, bad := range []string{"WWBOOT_TLS_URL='http://10.0.0.1:9874'", "WWBOOT_URL='https://10.0.0.1:9873'"} {
+		require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_URL='http://10.0.0.1:9873'\n"+bad+"\n"), 0o644))
+		_, err = ReadNodeConf(p)
+		assert.Error(t, err, bad)
+	}
 
 	// An older node.conf without WWBOOT_URL: the server's address, port 9873.
 	require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_SERVER='10.0.0.7'\n"), 0o644))

@@ -640,3 +640,24 @@ func TestAgentChecksTheServer(t *testing.T) {
 	assert.Contains(t, err.Error(), "the server's certificate")
 	assert.Contains(t, err.Error(), "usage")
 }
+
+// TestAgentsOfOneBootShareTheEnrollment: agent processes of one boot (the
+// first sync and the daemon, here four at once) share one enrollment
+// through /run/wwboot: none gets the 409 of a second enrollment.
+func TestAgentsOfOneBootShareTheEnrollment(t *testing.T) {
+	netlab.Require(t)
+	l := newLab(t)
+	s := startServer(t, l, filepath.Join(t.TempDir(), "tls"), "", "")
+	runDir := filepath.Join(t.TempDir(), "run")
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = s.nodeAgent(t, runDir).Sync(context.Background(), 0)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		assert.NoError(t, err)
+	}
+}
