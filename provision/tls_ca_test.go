@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -9,6 +10,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,4 +216,37 @@ func FuzzParseCSR(f *testing.F) {
 		}
 		require.NoError(t, csr.CheckSignature())
 	})
+}
+
+// BenchmarkEnroll measures one enrollment on the server (the request
+// checks, ParseCSR, the signature, the fsync'd record), each after a
+// boot-chain request (GET /ipxe/{mac}) that opens a new boot, over
+// loopback HTTP.
+func BenchmarkEnroll(b *testing.B) {
+	l := newLab(b)
+	ca, err := provision.OpenCA(filepath.Join(b.TempDir(), "tls"), "bench", time.Now())
+	require.NoError(b, err)
+	at, err := provision.NewAgentTLS(ca, 9874, nil)
+	require.NoError(b, err)
+	opts := l.options(b)
+	opts.AgentTLS, opts.InsecurePorts = at, true
+	h, err := provision.NewHandler(opts)
+	require.NoError(b, err)
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(b, err)
+	csr := csrPEM(b, key)
+	b.ResetTimer()
+	for b.Loop() {
+		resp, err := http.Get(ts.URL + "/ipxe/" + mac1)
+		require.NoError(b, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		resp, err = http.Post(ts.URL+"/agent/enroll/"+mac1, "application/pkcs10", bytes.NewReader(csr))
+		require.NoError(b, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(b, http.StatusOK, resp.StatusCode)
+	}
 }
