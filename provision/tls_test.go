@@ -16,8 +16,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -573,6 +575,32 @@ func TestTLSLongPollHoldsNoGoroutine(t *testing.T) {
 				n, g1-g0, float64(int64(m1)-int64(m0))/n/1024)
 			assert.Less(t, g1-g0, n/10, "a held long-poll keeps no goroutine")
 
+			// The server's share alone: the same number held by another
+			// process (this test binary, as TestHelperHoldLongPolls).
+			hn := n
+			if !on {
+				hn = 150 // 512 privileged ports in all, 301 taken above
+			}
+			helper := exec.Command(os.Args[0], "-test.run=^TestHelperHoldLongPolls$")
+			helper.Env = append(os.Environ(), "WWBOOT_HOLD_N="+strconv.Itoa(hn), "WWBOOT_HOLD_REQ="+req,
+				"WWBOOT_HOLD_HTTP="+s.httpAddr, "WWBOOT_HOLD_TLS="+strings.TrimPrefix(s.sec, "https://"), "WWBOOT_HOLD_RUN="+ag.RunDir)
+			if on {
+				helper.Env = append(helper.Env, "WWBOOT_HOLD_CA="+s.ca.CertPath())
+			}
+			stdin, err := helper.StdinPipe()
+			require.NoError(t, err)
+			var hout bytes.Buffer
+			helper.Stdout, helper.Stderr = &hout, &hout
+			require.NoError(t, helper.Start())
+			require.Eventually(t, func() bool {
+				return strings.Contains(metricText(t, s), fmt.Sprintf("wwboot_agents_waiting %d", n+hn+1))
+			}, 20*time.Second, 20*time.Millisecond, "the helper's requests are held: %s", &hout)
+			g2, m2 := settle()
+			t.Logf("server side alone: %+d goroutines, %.1f KiB heap per held long-poll", g2-g1, float64(int64(m2)-int64(m1))/float64(hn)/1024)
+			assert.Less(t, g2-g1, hn/10)
+			stdin.Close()
+			_ = helper.Wait()
+
 			s.srv.Handler().StopWaiting()
 			for _, c := range conns {
 				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -659,5 +687,40 @@ func TestAgentsOfOneBootShareTheEnrollment(t *testing.T) {
 	wg.Wait()
 	for _, err := range errs {
 		assert.NoError(t, err)
+	}
+}
+
+// TestHelperHoldLongPolls is TestTLSLongPollHoldsNoGoroutine's other
+// process: it holds WWBOOT_HOLD_N long-polls until its stdin closes. It
+// does nothing in a normal run.
+func TestHelperHoldLongPolls(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv("WWBOOT_HOLD_N"))
+	if err != nil {
+		t.Skip("the helper process of TestTLSLongPollHoldsNoGoroutine")
+	}
+	var conns []net.Conn
+	for range n {
+		var c net.Conn
+		if ca := os.Getenv("WWBOOT_HOLD_CA"); ca != "" {
+			run := os.Getenv("WWBOOT_HOLD_RUN")
+			cert, err := tls.LoadX509KeyPair(filepath.Join(run, agent.CertFile), filepath.Join(run, agent.KeyFile))
+			require.NoError(t, err)
+			pemData, err := os.ReadFile(ca)
+			require.NoError(t, err)
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pemData)
+			c, err = tls.Dial("tcp", os.Getenv("WWBOOT_HOLD_TLS"), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}})
+			require.NoError(t, err)
+		} else {
+			c, err = agent.DialPrivileged(context.Background(), "tcp", os.Getenv("WWBOOT_HOLD_HTTP"))
+			require.NoError(t, err)
+		}
+		_, err = c.Write([]byte(os.Getenv("WWBOOT_HOLD_REQ")))
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
 	}
 }
