@@ -51,13 +51,16 @@ const StageEnroll = "enroll"
 // Reasons of refusals of the TLS channel (label "reason" of
 // wwboot_http_refused_total).
 const (
-	RefusedTLSOnly   = "tls_only"    // the runtime overlay asked over plain HTTP while TLS is on
-	RefusedEnrolled  = "enrolled"    // a plain report, or a second enrollment, after the node enrolled in this boot
-	RefusedCert      = "certificate" // no client certificate, another node's, or not the node's current one
-	RefusedCSR       = "csr"         // a malformed certificate request
-	maxCSR           = 4 << 10       // bytes of an enrollment body
-	nodeCertsDir     = "nodes"       // below the CA's directory
-	nodeRecordSuffix = ".json"       // of a node's record in nodeCertsDir
+	RefusedTLSOnly  = "tls_only"    // the runtime overlay asked over plain HTTP while TLS is on
+	RefusedEnrolled = "enrolled"    // a plain report, or a second enrollment, after the node enrolled in this boot
+	RefusedCert     = "certificate" // no client certificate, another node's, or not the node's current one
+	RefusedCSR      = "csr"         // a malformed certificate request
+)
+
+const (
+	maxCSR           = 4 << 10 // bytes of an enrollment body
+	nodeCertsDir     = "nodes" // below the CA's directory
+	nodeRecordSuffix = ".json" // of a node's record in nodeCertsDir
 	enrollMediaType  = "application/pem-certificate-chain"
 )
 
