@@ -71,7 +71,9 @@ type Agent struct {
 	// StateFile is where, below Root, the agent keeps what it applied
 	// (DefaultStateFile when "").
 	StateFile string
-	// Dial opens the connections; nil means DialPrivileged.
+	// Dial opens the plain HTTP connections (with TLSURL: the enrollment,
+	// and reports before it); nil means DialPrivileged. TLS connections
+	// come from any port (DialAny): the certificate proves the node.
 	Dial DialFunc
 	// Log receives progress and failures; nil discards them.
 	Log *slog.Logger
