@@ -154,7 +154,7 @@ func NewAgentTLS(ca *CA, port int, log *slog.Logger) (*AgentTLS, error) {
 	}
 	for _, e := range ents {
 		esc, ok := strings.CutSuffix(e.Name(), nodeRecordSuffix)
-		if !ok || strings.HasPrefix(e.Name(), ".") {
+		if !ok { // temporary files end in .tmpNNN
 			continue
 		}
 		name, err := url.PathUnescape(esc)

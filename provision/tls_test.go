@@ -494,6 +494,14 @@ func TestAgentTLSRestart(t *testing.T) {
 	again := s2.nodeAgent(t, filepath.Join(t.TempDir(), "run"))
 	_, err = again.Sync(context.Background(), 0)
 	assert.ErrorContains(t, err, "409")
+
+	// A boot-chain request before a restart counts after it.
+	resp, _ := get(t, s2.plain+"/kernel/"+mac1)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	s2.stop()
+	s3 := startServer(t, l, dir, httpAddr, tlsAddr)
+	_, err = s3.nodeAgent(t, filepath.Join(t.TempDir(), "run")).Sync(context.Background(), 0)
+	require.NoError(t, err, "the node booted again before the restart: it may enroll")
 }
 
 // TestAgentTLSOffIsPlain: with agent tls: false the server opens no HTTPS
