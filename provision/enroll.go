@@ -116,6 +116,8 @@ type AgentTLS struct {
 	// Port is the HTTPS port the agents use, for messages (the Server
 	// listens on ServerConfig.AgentTLSAddr).
 	Port int
+	// Now is the clock of certificate lifetimes; nil means time.Now.
+	Now func() time.Time
 
 	dir string
 	log *slog.Logger
@@ -183,21 +185,43 @@ func NewAgentTLS(ca *CA, port int, log *slog.Logger) (*AgentTLS, error) {
 }
 
 // ServerConfig returns the HTTPS listener's TLS configuration: the server
-// certificate for hosts (CA.ServerCertificate), TLS 1.3 at least, and
-// client certificates verified against the CA when given (the handler
-// then checks whose they are).
+// certificate for hosts (CA.ServerCertificate, issued again while serving
+// once less than ServerCertRenew is left), TLS 1.3 at least, and client
+// certificates verified against the CA when given (the handler then checks
+// whose they are).
 func (t *AgentTLS) ServerConfig(hosts []string, now time.Time) (*tls.Config, error) {
 	cert, err := t.CA.ServerCertificate(hosts, now)
 	if err != nil {
 		return nil, err
 	}
+	var mu sync.Mutex
+	cur := &cert
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    t.CA.Pool(),
-		NextProtos:   []string{"http/1.1"},
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if now := t.now(); cur.Leaf.NotAfter.Sub(now) < ServerCertRenew {
+				c, err := t.CA.ServerCertificate(hosts, now)
+				if err != nil {
+					t.log.Error("agent TLS: renewing the server certificate; serving the old one", "err", err)
+				} else {
+					cur = &c
+				}
+			}
+			return cur, nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  t.CA.Pool(),
+		NextProtos: []string{"http/1.1"},
 	}, nil
+}
+
+func (t *AgentTLS) now() time.Time {
+	if t.Now == nil {
+		return time.Now()
+	}
+	return t.Now()
 }
 
 func (t *AgentTLS) record(node string, create bool) *nodeCert {

@@ -143,6 +143,30 @@ func TestServerCertificate(t *testing.T) {
 	}
 }
 
+// TestServerCertificateRenewsWhileServing: the HTTPS listener's
+// configuration issues a new server certificate when, while serving, less
+// than 30 days of the old one are left.
+func TestServerCertificateRenewsWhileServing(t *testing.T) {
+	ca, err := provision.OpenCA(filepath.Join(t.TempDir(), "tls"), "c", time.Now())
+	require.NoError(t, err)
+	at, err := provision.NewAgentTLS(ca, 9874, nil)
+	require.NoError(t, err)
+	now := time.Now()
+	at.Now = func() time.Time { return now }
+	cfg, err := at.ServerConfig([]string{"127.0.0.1"}, now)
+	require.NoError(t, err)
+	c1, err := cfg.GetCertificate(nil)
+	require.NoError(t, err)
+	c2, err := cfg.GetCertificate(nil)
+	require.NoError(t, err)
+	assert.Equal(t, c1.Leaf.SerialNumber, c2.Leaf.SerialNumber)
+	now = c1.Leaf.NotAfter.Add(-provision.ServerCertRenew + time.Hour)
+	c3, err := cfg.GetCertificate(nil)
+	require.NoError(t, err)
+	assert.NotEqual(t, c1.Leaf.SerialNumber, c3.Leaf.SerialNumber, "renewed while serving")
+	assert.True(t, c3.Leaf.NotAfter.After(c1.Leaf.NotAfter))
+}
+
 // csrPEM makes a certificate request for key, PEM-encoded.
 func csrPEM(t testing.TB, key any) []byte {
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "x"}}, key)

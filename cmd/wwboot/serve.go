@@ -42,7 +42,8 @@ func newServeCmd(a *app) *cobra.Command {
 		Long: `Serves the nodes of ROOT/nodes.conf: DHCP on --interface (full or proxy), the iPXE
 binaries over TFTP (ROOT/tftp and the distribution's ipxe package), and over HTTP each node's
 iPXE script, kernel, image (ROOT/images), system and runtime overlays (built-in and ROOT/overlays,
-host keys in ROOT/keys), /status and /metrics. Settings come from ROOT/wwboot.conf; flags override
+host keys in ROOT/keys), /status and /metrics; with agent tls (the default) node agents enroll
+once per boot and get the runtime overlay over HTTPS (port 9874, cluster CA in ROOT/tls). Settings come from ROOT/wwboot.conf; flags override
 them. Changes to nodes.conf are picked up without a restart; SIGHUP re-reads the iPXE templates
 in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.`,
 		Args: cobra.NoArgs,
