@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -70,10 +71,29 @@ type Agent struct {
 	// StateFile is where, below Root, the agent keeps what it applied
 	// (DefaultStateFile when "").
 	StateFile string
-	// Dial opens the connections; nil means DialPrivileged.
+	// Dial opens the plain HTTP connections (with TLSURL: the enrollment,
+	// and reports before it); nil means DialPrivileged. TLS connections
+	// come from any port (DialAny): the certificate proves the node.
 	Dial DialFunc
 	// Log receives progress and failures; nil discards them.
 	Log *slog.Logger
+
+	// TLSURL, when set, is the server's TLS channel for the agent
+	// (https://10.0.0.1:9874; node.conf's WWBOOT_TLS_URL): the agent
+	// enrolls once per boot over URL (POST /agent/enroll/{mac}, from a
+	// privileged port), then fetches its runtime overlay and sends its
+	// reports over TLS with the certificate it got. Reports sent before
+	// the boot's enrollment go over URL (/init's).
+	TLSURL string
+	// CAFile is the cluster CA certificate the server's certificate must
+	// chain to (DefaultCAFile when ""); read with TLSURL only.
+	CAFile string
+	// RunDir keeps this boot's key and certificate (DefaultRunDir when
+	// ""), shared by the agent processes of a boot; not below Root.
+	RunDir string
+
+	tlsMu  sync.Mutex
+	tlsCfg *tls.Config // this boot's client configuration, nil before
 
 	mu      sync.Mutex
 	loaded  bool
@@ -117,8 +137,17 @@ func (a *Agent) check() error {
 	if len(a.HWAddr) == 0 {
 		return errors.New("agent: no hardware address (WWBOOT_HWADDR in /etc/wwboot/node.conf, or --hwaddr)")
 	}
-	_, _, err := splitURL(a.URL)
-	return err
+	if _, _, secure, err := splitURL(a.URL); err != nil {
+		return err
+	} else if secure {
+		return fmt.Errorf("server URL %q: write it as http://HOST:PORT (the TLS channel is TLSURL, WWBOOT_TLS_URL)", a.URL)
+	}
+	if a.TLSURL != "" {
+		if _, _, secure, err := splitURL(a.TLSURL); err != nil || !secure {
+			return fmt.Errorf("agent: TLS URL %q: write it as https://HOST:PORT (WWBOOT_TLS_URL)", a.TLSURL)
+		}
+	}
+	return nil
 }
 
 // target is the URL path of the node's resource under prefix, with the
@@ -164,20 +193,30 @@ func (a *Agent) Sync(ctx context.Context, wait time.Duration) (changed bool, err
 	if etag != "" {
 		req.header["If-None-Match"] = etag
 	}
-	resp, err := do(ctx, a.dial(), a.URL, req)
+	base, dial, tc, err := a.channel(ctx, true)
 	if err != nil {
-		return false, fmt.Errorf("runtime overlay from %s: %w", a.URL, err)
+		return false, err
+	}
+	resp, err := do(ctx, dial, base, tc, req)
+	if err != nil {
+		return false, fmt.Errorf("runtime overlay from %s: %w", base, err)
 	}
 	switch resp.code {
 	case 304:
 		return false, nil
 	case 200:
+	case 401:
+		if tc != nil {
+			a.forget()
+			return false, fmt.Errorf("runtime overlay from %s%s: %w: %s: %s", base, req.path, errCertRefused, resp.status, firstLine(resp.body))
+		}
+		fallthrough
 	default:
-		return false, fmt.Errorf("runtime overlay from %s%s: %s: %s", a.URL, req.path, resp.status, firstLine(resp.body))
+		return false, fmt.Errorf("runtime overlay from %s%s: %s: %s", base, req.path, resp.status, firstLine(resp.body))
 	}
 	data, err := gunzip(resp.body)
 	if err != nil {
-		return false, fmt.Errorf("runtime overlay from %s: %w", a.URL, err)
+		return false, fmt.Errorf("runtime overlay from %s: %w", base, err)
 	}
 	// One apply at a time: each starts from the files of the last.
 	a.mu.Lock()
@@ -236,6 +275,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if a.TLSURL != "" {
+		// Enroll before the first heartbeat, which would otherwise go
+		// over plain HTTP and be refused once the enrollment is done;
+		// a failure here is retried by the syncs below.
+		if _, _, _, err := a.channel(ctx, true); err != nil && ctx.Err() == nil {
+			a.log().Error("enrollment", "err", err)
+		}
+	}
 	if a.Heartbeat >= 0 {
 		wg.Go(func() { a.heartbeats(ctx) })
 	}
@@ -340,12 +387,22 @@ func (a *Agent) Report(ctx context.Context, state, stage, reason string) error {
 	body := `{"state":` + jsonString(state) + `,"stage":` + jsonString(stage) + `,"reason":` + jsonString(reason) + "}"
 	req := request{method: "POST", path: a.target("/agent/", ""), body: []byte(body), wait: 15 * time.Second, limit: 64 << 10,
 		header: map[string]string{"Content-Type": "application/json"}}
-	resp, err := do(ctx, a.dial(), a.URL, req)
+	// A report never enrolls: /init's come before the agent runs, and
+	// the server takes plain ones until the node enrolled in this boot.
+	base, dial, tc, err := a.channel(ctx, false)
 	if err != nil {
-		return fmt.Errorf("report to %s: %w", a.URL, err)
+		return err
+	}
+	resp, err := do(ctx, dial, base, tc, req)
+	if err != nil {
+		return fmt.Errorf("report to %s: %w", base, err)
+	}
+	if resp.code == 401 && tc != nil {
+		a.forget()
+		return fmt.Errorf("report to %s%s: %w: %s: %s", base, req.path, errCertRefused, resp.status, firstLine(resp.body))
 	}
 	if resp.code/100 != 2 {
-		return fmt.Errorf("report to %s%s: %s: %s", a.URL, req.path, resp.status, firstLine(resp.body))
+		return fmt.Errorf("report to %s%s: %s: %s", base, req.path, resp.status, firstLine(resp.body))
 	}
 	return nil
 }

@@ -21,6 +21,9 @@ type NodeConf struct {
 	HWAddr  net.HardwareAddr // WWBOOT_HWADDR: the primary netdev's MAC
 	HWAddrs []string         // WWBOOT_HWADDRS: every netdev's MAC
 	Node    string           // WWBOOT_NODE: the node's name
+	// TLSURL is WWBOOT_TLS_URL: the server's TLS channel for the agent
+	// (https://HOST:9874), "" when the server has agent tls: false.
+	TLSURL string
 }
 
 // ReadNodeConf reads a node.conf (shell variable assignments, values
@@ -66,8 +69,15 @@ func ReadNodeConf(path string) (NodeConf, error) {
 		}
 		c.URL = "http://" + net.JoinHostPort(srv, DefaultPort)
 	}
-	if _, _, err := splitURL(c.URL); err != nil {
+	if _, _, secure, err := splitURL(c.URL); err != nil {
 		return c, fmt.Errorf("agent: %s: WWBOOT_URL: %w", path, err)
+	} else if secure {
+		return c, fmt.Errorf("agent: %s: WWBOOT_URL %q: write it as http://HOST:PORT (the TLS channel is WWBOOT_TLS_URL)", path, c.URL)
+	}
+	if c.TLSURL = vars["WWBOOT_TLS_URL"]; c.TLSURL != "" {
+		if _, _, secure, err := splitURL(c.TLSURL); err != nil || !secure {
+			return c, fmt.Errorf("agent: %s: WWBOOT_TLS_URL %q: write it as https://HOST:PORT", path, c.TLSURL)
+		}
 	}
 	return c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +16,10 @@ import (
 )
 
 // A minimal HTTP/1.1 client: one request per connection (each from its
-// own privileged port, given back at once), bodies by Content-Length,
-// chunked transfer coding or connection close. net/http's client would
-// triple the binary (it brings TLS and HTTP/2), and the agent needs none
-// of it.
+// own privileged port, given back at once, or over TLS), bodies by
+// Content-Length, chunked transfer coding or connection close. net/http's
+// client would bring HTTP/2 and much more, which the agent does not need;
+// TLS is crypto/tls around the dialed connection.
 
 // response is what the server answered.
 type response struct {
@@ -38,29 +39,39 @@ type request struct {
 	wait   time.Duration // how long the whole exchange may take
 }
 
-// splitURL checks a base URL (http://HOST[:PORT][/]) and returns the
-// address to dial and the Host header.
-func splitURL(base string) (addr, host string, err error) {
+// splitURL checks a base URL (http://HOST[:PORT][/] or https://...) and
+// returns the address to dial, the Host header and whether it is https.
+func splitURL(base string) (addr, host string, secure bool, err error) {
+	scheme, port := "http", "80"
 	rest, ok := strings.CutPrefix(base, "http://")
 	if !ok {
-		return "", "", fmt.Errorf("server URL %q: write it as http://HOST:PORT (the agent speaks plain HTTP, as iPXE does)", base)
+		if rest, ok = strings.CutPrefix(base, "https://"); ok {
+			scheme, port, secure = "https", "443", true
+		}
+	}
+	if !ok {
+		return "", "", false, fmt.Errorf("server URL %q: write it as http://HOST:PORT (or https://HOST:PORT for the TLS channel)", base)
 	}
 	host = strings.TrimRight(rest, "/")
 	if host == "" || strings.ContainsAny(host, "/?#@ ") {
-		return "", "", fmt.Errorf("server URL %q: write it as http://HOST:PORT", base)
+		return "", "", false, fmt.Errorf("server URL %q: write it as %s://HOST:PORT", base, scheme)
 	}
 	addr = host
 	if _, _, err := net.SplitHostPort(host); err != nil {
-		addr = net.JoinHostPort(strings.Trim(host, "[]"), "80")
+		addr = net.JoinHostPort(strings.Trim(host, "[]"), port)
 	}
-	return addr, host, nil
+	return addr, host, secure, nil
 }
 
-// do sends req to the server at base over a connection from dial.
-func do(ctx context.Context, dial DialFunc, base string, req request) (*response, error) {
-	addr, host, err := splitURL(base)
+// do sends req to the server at base over a connection from dial, inside
+// TLS with tc when base is https.
+func do(ctx context.Context, dial DialFunc, base string, tc *tls.Config, req request) (*response, error) {
+	addr, host, secure, err := splitURL(base)
 	if err != nil {
 		return nil, err
+	}
+	if secure && tc == nil {
+		return nil, fmt.Errorf("server URL %q: https is the agent's TLS channel (WWBOOT_TLS_URL); write the plain URL as http://HOST:PORT", base)
 	}
 	if req.wait > 0 {
 		var cancel context.CancelFunc
@@ -79,6 +90,16 @@ func do(ctx context.Context, dial DialFunc, base string, req request) (*response
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
+	if secure {
+		tlc := tls.Client(c, tc)
+		if err := tlc.HandshakeContext(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w (TLS handshake: %w)", ctx.Err(), err)
+			}
+			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		}
+		c = tlc
+	}
 	resp, err := exchange(c, host, req)
 	if err != nil && ctx.Err() != nil {
 		return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)

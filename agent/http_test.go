@@ -47,7 +47,7 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 		if req.method == "" {
 			req.method = "GET"
 		}
-		return do(ctx, DialAny, ts.URL, req)
+		return do(ctx, DialAny, ts.URL, nil, req)
 	}
 	r, err := get("/fixed", request{})
 	require.NoError(t, err)
@@ -81,7 +81,7 @@ func TestClientAgainstNetHTTP(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Second)
 
 	for _, bad := range []string{"https://x:1", "x:1", "http://", "http://a b"} {
-		_, err := do(ctx, DialAny, bad, request{method: "GET", path: "/"})
+		_, err := do(ctx, DialAny, bad, nil, request{method: "GET", path: "/"})
 		assert.ErrorContains(t, err, "http://HOST:PORT", bad)
 	}
 }
@@ -102,6 +102,19 @@ WWBOOT_HWADDRS='52:54:00:aa:bb:01 52:54:00:aa:bb:02'
 	assert.Equal(t, "52:54:00:aa:bb:01", c.HWAddr.String())
 	assert.Equal(t, []string{"52:54:00:aa:bb:01", "52:54:00:aa:bb:02"}, c.HWAddrs)
 	assert.Equal(t, "n1", c.Node)
+	assert.Empty(t, c.TLSURL, "agent tls: false")
+
+	// The TLS channel (agent tls: true).
+	require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_URL='http://10.0.0.1:9873'\n"+
+		"WWBOOT_TLS_URL='https://10.0.0.1:9874'\n"), 0o644))
+	c, err = ReadNodeConf(p)
+	require.NoError(t, err)
+	assert.Equal(t, "https://10.0.0.1:9874", c.TLSURL)
+	for _, bad := range []string{"WWBOOT_TLS_URL='http://10.0.0.1:9874'", "WWBOOT_URL='https://10.0.0.1:9873'"} {
+		require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_URL='http://10.0.0.1:9873'\n"+bad+"\n"), 0o644))
+		_, err = ReadNodeConf(p)
+		assert.Error(t, err, bad)
+	}
 
 	// An older node.conf without WWBOOT_URL: the server's address, port 9873.
 	require.NoError(t, os.WriteFile(p, []byte("WWBOOT_HWADDR='52:54:00:aa:bb:01'\nWWBOOT_SERVER='10.0.0.7'\n"), 0o644))

@@ -301,6 +301,10 @@ type PathsConf struct {
 	// ./cmd/wwboot-agent) on the server, which the wwclient overlay's
 	// AgentBinary delivers to nodes (wwboot extension).
 	Agent string
+	// CACert is the cluster CA's certificate on the server (ROOT/tls/ca.crt),
+	// which the wwclient overlay puts on nodes as /etc/wwboot/ca.crt when
+	// Warewulf.TLSEnabled (wwboot extension: the agent's TLS channel).
+	CACert string
 }
 
 // ResolvConf holds DNS defaults for the resolv overlay.

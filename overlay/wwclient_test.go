@@ -91,3 +91,43 @@ func TestWWClientDeliversTheAgent(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "./cmd/wwboot-agent")
 }
+
+// TestWWClientCarriesTheClusterCA: with the agent's TLS channel on
+// (Warewulf.TLSEnabled, Paths.CACert), the system overlay carries the
+// cluster CA's certificate as /etc/wwboot/ca.crt (public, not a secret)
+// and node.conf names the TLS URL; with it off, neither is there.
+func TestWWClientCarriesTheClusterCA(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "wwboot-agent")
+	require.NoError(t, os.WriteFile(bin, []byte("agent"), 0o755))
+	ca := filepath.Join(dir, "ca.crt")
+	pemText := "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
+	require.NoError(t, os.WriteFile(ca, []byte(pemText), 0o644))
+	db := testDB(t, testConfig(1))
+	n, err := db.Node("n00001")
+	require.NoError(t, err)
+	for _, on := range []bool{true, false} {
+		r := newTestRenderer(t, func(o *Options) {
+			o.DefaultSystem = []string{"wwinit", "wwclient"}
+			o.Server.Paths.Agent = bin
+			o.Server.Paths.CACert = ca
+			o.Server.Warewulf.TLSEnabled = on
+			o.Server.Warewulf.TLSPort = 9999
+			o.CheckInterval = -1
+		})
+		a, err := r.Render(ctx, db, n, System)
+		require.NoError(t, err)
+		assert.Empty(t, a.Private(), "the CA certificate is public")
+		m, _ := unpack(t, a)
+		conf := m["etc/wwboot/node.conf"].data
+		if on {
+			assert.Equal(t, pemText, m["etc/wwboot/ca.crt"].data)
+			assert.Equal(t, uint64(cpio.S_IFREG|0o644), m["etc/wwboot/ca.crt"].mode)
+			assert.Contains(t, conf, "WWBOOT_TLS_URL='https://10.0.0.1:9999'")
+		} else {
+			assert.NotContains(t, m, "etc/wwboot/ca.crt")
+			assert.NotContains(t, conf, "WWBOOT_TLS_URL")
+		}
+	}
+}

@@ -126,7 +126,7 @@ type limitListener struct {
 	waits    prometheus.Counter
 	waited   prometheus.Counter
 
-	freed  chan struct{} // a place under the overall cap was given back (buffered, 1)
+	freed  chan struct{} // closed (and replaced, under mu) when a place under the overall cap is given back
 	closed chan struct{} // Close was called
 	close  sync.Once
 
@@ -140,7 +140,7 @@ type limitListener struct {
 
 func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *slog.Logger, reg prometheus.Registerer) (*limitListener, error) {
 	ll := &limitListener{Listener: l, max: max, per: per, stall: stall, log: log, byAddr: map[netip.Addr]int{},
-		freed: make(chan struct{}, 1), closed: make(chan struct{})}
+		freed: make(chan struct{}), closed: make(chan struct{})}
 	ll.waits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "wwboot_http_accept_waits_total",
 		Help: "Times the HTTP listener stopped accepting because the overall connection cap was reached (new connections then wait in the kernel's listen queue).",
@@ -180,12 +180,39 @@ func newLimitListener(l net.Listener, max, per int, stall time.Duration, log *sl
 // iPXE would count as a failed download (issue 11 item 12). A connection
 // past the per-client cap is reset at once: one address holding that many is
 // misbehaving.
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *limitListener) Accept() (net.Conn, error) { return l.accept(l.Listener, l.closed) }
+
+// share returns a listener over other whose connections count against l's
+// caps (the agents' HTTPS port beside HTTP).
+func (l *limitListener) share(other net.Listener) net.Listener {
+	return &sharedListener{Listener: other, l: l, closed: make(chan struct{})}
+}
+
+// sharedListener is a listener counted against another's caps.
+type sharedListener struct {
+	net.Listener
+	l      *limitListener
+	closed chan struct{}
+	once   sync.Once
+}
+
+// Accept returns the next connection within the caps.
+func (s *sharedListener) Accept() (net.Conn, error) { return s.l.accept(s.Listener, s.closed) }
+
+// Close closes the listener; an Accept waiting for a place returns.
+func (s *sharedListener) Close() error {
+	s.once.Do(func() { close(s.closed) })
+	return s.Listener.Close()
+}
+
+// accept returns the next connection of ln within l's caps; closed ends a
+// wait for a place.
+func (l *limitListener) accept(ln net.Listener, closed <-chan struct{}) (net.Conn, error) {
 	for {
-		if err := l.reserve(); err != nil {
+		if err := l.reserve(closed); err != nil {
 			return nil, err
 		}
-		c, err := l.Listener.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			l.unreserve()
 			return nil, err
@@ -224,10 +251,11 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // reserve takes a place under the overall cap for the next accepted
 // connection, waiting while there is none. It fails when the listener is
 // closed.
-func (l *limitListener) reserve() error {
+func (l *limitListener) reserve(closed <-chan struct{}) error {
 	var start time.Time
 	for {
 		l.mu.Lock()
+		freed := l.freed
 		if l.total < l.max {
 			l.total++
 			l.mu.Unlock()
@@ -247,8 +275,8 @@ func (l *limitListener) reserve() error {
 		}
 		l.mu.Unlock()
 		select {
-		case <-l.freed:
-		case <-l.closed:
+		case <-freed:
+		case <-closed:
 			return net.ErrClosed
 		}
 	}
@@ -262,12 +290,13 @@ func (l *limitListener) unreserve() {
 	l.signal()
 }
 
-// signal wakes a reserve waiting for a place.
+// signal wakes every reserve waiting for a place (HTTP's and the agents'
+// HTTPS listener share the caps): freed is closed and replaced.
 func (l *limitListener) signal() {
-	select {
-	case l.freed <- struct{}{}:
-	default:
-	}
+	l.mu.Lock()
+	close(l.freed)
+	l.freed = make(chan struct{})
+	l.mu.Unlock()
 }
 
 // Close closes the listener; an Accept waiting for a place returns.

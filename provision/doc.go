@@ -12,6 +12,7 @@
 //	GET /overlay/system/{mac}    the node's system overlay archive (refused if it carries a secret, see below)
 //	GET /overlay/runtime/{mac}   the node's runtime overlay archive (secured, see below; long-poll with ?wait=)
 //	POST /agent/{mac}            the node agent's heartbeat or report, JSON (secured like the runtime overlay)
+//	POST /agent/enroll/{mac}     the node agent's certificate request, once per boot (Options.AgentTLS; see enroll.go)
 //	GET /boot/{file}             iPXE binaries for UEFI HTTP Boot (Options.BootFS)
 //	GET /status                  per-node state (up, booting, down, failed) and why, JSON (administrators only)
 //	GET /healthz                 "ok"

@@ -109,6 +109,13 @@ type Options struct {
 	// Events, when set, receives node state changes and boot stages (see
 	// events.go; Handler.WatchStates publishes the changes time makes).
 	Events events.Publisher
+
+	// AgentTLS, when set, turns on the node agents' TLS channel (see
+	// enroll.go): POST /agent/enroll/{mac} signs a node's certificate once
+	// per boot, the runtime overlay goes only over TLS (ServerConfig's
+	// AgentTLSAddr), and plain reports are taken only until the node
+	// enrolled. Nil: everything over plain HTTP, as before.
+	AgentTLS *AgentTLS
 }
 
 // maxCachedScripts bounds the script cache of an Inventory that is not a
@@ -231,6 +238,7 @@ func (h *Handler) routes() {
 		h.serveNode(w, r, stage, r.PathValue("mac"))
 	}))
 	mux.Handle("POST /agent/{mac}", h.instrument(StageAgent, h.serveReport))
+	mux.Handle("POST /agent/enroll/{mac}", h.instrument(StageEnroll, h.serveEnroll))
 	mux.Handle("GET /boot/{file...}", h.instrument(StageBoot, h.serveBoot))
 	mux.Handle("GET /status", h.adminOnly(h.instrument("status", h.serveStatus)))
 	mux.Handle("GET /healthz", h.instrument("healthz", func(w *recorder, _ *http.Request) {
@@ -455,6 +463,9 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 		return
 	}
 
+	if t := h.opts.AgentTLS; t != nil && (stage == StageIPXE || stage == StageKernel || stage == StageImage) {
+		t.bootSeen(node.ID) // a new boot: the node may enroll again
+	}
 	switch stage {
 	case StageIPXE:
 		h.serveScript(w, r, db, node, hw)
@@ -477,9 +488,24 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 	}
 }
 
-// nodeAllowed checks what only the node itself may ask for (its runtime
-// overlay, its reports): the asset key, then runtimeAllowed.
+// nodeAllowed checks what only the node itself may ask for: its runtime
+// overlay. With the agent TLS channel on (Options.AgentTLS),
+// the runtime overlay goes only over TLS, and a request over TLS must
+// carry the node's current certificate; otherwise plainAllowed.
 func (h *Handler) nodeAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
+	if t := h.opts.AgentTLS; t != nil {
+		if r.TLS != nil {
+			return t.certAllowed(r.TLS, node)
+		}
+		return RefusedTLSOnly, fmt.Sprintf("the runtime overlay goes only over TLS (port %d), to the node agent "+
+			"(wwboot-agent) once it enrolled; iPXE and plain HTTP do not get it", t.Port)
+	}
+	return h.plainAllowed(r, node)
+}
+
+// plainAllowed checks a node's request over plain HTTP: the asset key,
+// then runtimeAllowed.
+func (h *Handler) plainAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
 	if node.AssetKey != "" &&
 		subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("assetkey")), []byte(node.AssetKey)) != 1 {
 		return RefusedAssetKey, "wrong or missing asset key (?assetkey=)"
@@ -507,14 +533,23 @@ func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node) (reason, ms
 func (h *Handler) refuse(w *recorder, r *http.Request, node *nodedb.Node, stage, reason, msg string) {
 	h.metrics.refused.WithLabelValues(reason).Inc()
 	level := slog.LevelWarn
-	if reason == RefusedPort {
+	if reason == RefusedPort || reason == RefusedTLSOnly {
 		// iPXE asks from an unprivileged port on every boot in secure mode
 		// and the node's agent fetches the overlay after boot: the normal
 		// path, not something for an administrator to act on.
 		level = slog.LevelInfo
 	}
 	h.log.Log(r.Context(), level, "refused", "node", node.ID, "stage", stage, "client", r.RemoteAddr, "reason", reason)
-	http.Error(w, msg, http.StatusForbidden)
+	http.Error(w, msg, refusalCode(reason))
+}
+
+// refusalCode is the status of a refusal: 401 for a certificate that is
+// not the node's, 403 otherwise.
+func refusalCode(reason string) int {
+	if reason == RefusedCert {
+		return http.StatusUnauthorized
+	}
+	return http.StatusForbidden
 }
 
 // base returns the server's host, port and base URL for request r.

@@ -322,7 +322,7 @@ func (h *Handler) serveRuntime(w *recorder, r *http.Request, db *nodedb.DB, node
 	}
 	w.detached = true
 	wt := &waiter{conn: conn, hw: hw, hwaddr: w.hwaddr, inm: inm, node: node.ID, etag: a.ETag(),
-		req: &http.Request{RemoteAddr: r.RemoteAddr, URL: &url.URL{RawQuery: r.URL.RawQuery}}}
+		req: &http.Request{RemoteAddr: r.RemoteAddr, URL: &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}, TLS: r.TLS}}
 	if brw != nil && brw.Reader.Buffered() > 0 {
 		// Bytes after the request (a pipelined one): not how an agent
 		// asks; answer now rather than leave them unread.
@@ -358,7 +358,7 @@ func (h *Handler) recheck(w *waiter) {
 	if reason, msg := h.nodeAllowed(w.req, node); reason != "" {
 		h.metrics.refused.WithLabelValues(reason).Inc()
 		h.log.Warn("refused", "node", node.ID, "stage", StageRuntime, "client", w.req.RemoteAddr, "reason", reason)
-		h.answer(w, http.StatusForbidden, nil, msg+"\n")
+		h.answer(w, refusalCode(reason), nil, msg+"\n")
 		return
 	}
 	a, err := h.opts.Overlays.Render(ctx, db, node, overlay.Runtime)

@@ -72,6 +72,9 @@ func ParseReport(b []byte) (Report, error) {
 // serveReport takes a node agent's heartbeat or report, POST /agent/{mac},
 // with the same protection as the runtime overlay: from the node's own
 // address, a privileged source port (secure mode), with its asset key.
+// With the agent TLS channel on, a report over TLS needs the node's
+// current certificate instead, and plain reports are refused once the
+// node enrolled in this boot.
 func (h *Handler) serveReport(w *recorder, r *http.Request) {
 	hw, err := ParseMAC(r.PathValue("mac"))
 	if err != nil {
@@ -92,7 +95,18 @@ func (h *Handler) serveReport(w *recorder, r *http.Request) {
 		return
 	}
 	w.node = node.ID
-	if reason, msg := h.nodeAllowed(r, node); reason != "" {
+	reason, msg := h.plainAllowed(r, node)
+	if t := h.opts.AgentTLS; t != nil {
+		switch {
+		case r.TLS != nil:
+			reason, msg = t.certAllowed(r.TLS, node)
+		case t.enrolledThisBoot(node.ID):
+			// /init's early reports come before the agent enrolls.
+			reason, msg = RefusedEnrolled, fmt.Sprintf("node %s enrolled in this boot: its reports go over TLS (port %d) "+
+				"with its certificate, not over plain HTTP", node.ID, t.Port)
+		}
+	}
+	if reason != "" {
 		h.refuse(w, r, node, StageAgent, reason, msg)
 		return
 	}

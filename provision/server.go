@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -41,6 +43,10 @@ func ParseDHCPMode(s string) (DHCPMode, error) {
 	return "", fmt.Errorf("dhcp mode %q: use full, proxy or off", s)
 }
 
+// DefaultAgentTLSPort is the default HTTPS port of the node agents' TLS
+// channel (Warewulf's TLS port).
+const DefaultAgentTLSPort = 9874
+
 // DefaultDrainTimeout is how long Serve lets transfers under way finish
 // after its context ends.
 const DefaultDrainTimeout = 30 * time.Second
@@ -64,6 +70,13 @@ type ServerConfig struct {
 	// HTTPAddr is the HTTP listen address; "" means ":9873" (all
 	// addresses, Warewulf's port).
 	HTTPAddr string
+	// AgentTLSAddr is the HTTPS listen address of the node agents' TLS
+	// channel, opened when Options.AgentTLS is set; "" means ":9874". It
+	// serves the same routes as HTTP, within the same connection caps.
+	AgentTLSAddr string
+	// AgentTLSConfig is the HTTPS listener's TLS configuration; nil means
+	// Options.AgentTLS.ServerConfig for Addr, the host name and loopback.
+	AgentTLSConfig *tls.Config
 
 	// Interfaces are the cluster network interfaces DHCP answers on and
 	// router advertisements go out on.
@@ -128,6 +141,7 @@ type Server struct {
 	serving  bool
 	hs       *http.Server
 	httpLn   net.Listener
+	tlsLn    net.Listener // the agents' HTTPS listener, nil without AgentTLS
 	ts       *tftp.Server
 	tconn    *net.UDPConn
 	ds       *dhcp.Server
@@ -224,10 +238,38 @@ func (s *Server) Listen() (err error) {
 	}
 	s.httpLn = ln
 	lim := s.httpLimits()
-	if s.httpLn, err = newLimitListener(ln, lim.Max, lim.PerClient, lim.StallTimeout, s.log, s.cfg.Registry); err != nil {
+	ll, err := newLimitListener(ln, lim.Max, lim.PerClient, lim.StallTimeout, s.log, s.cfg.Registry)
+	if err != nil {
 		_ = ln.Close()
 		s.httpLn = nil
 		return err
+	}
+	s.httpLn = ll
+	if t := s.cfg.AgentTLS; t != nil {
+		tc := s.cfg.AgentTLSConfig
+		if tc == nil {
+			hosts := []string{"localhost", "127.0.0.1", "::1"}
+			if s.cfg.Addr.IsValid() {
+				hosts = append(hosts, s.cfg.Addr.String())
+			}
+			if hn, err := os.Hostname(); err == nil {
+				hosts = append(hosts, hn)
+			}
+			if tc, err = t.ServerConfig(hosts, time.Now()); err != nil {
+				return fmt.Errorf("provision: agent TLS: %w", err)
+			}
+		}
+		addr := s.cfg.AgentTLSAddr
+		if addr == "" {
+			addr = ":" + strconv.Itoa(DefaultAgentTLSPort)
+		}
+		tln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("provision: agent TLS: %w (another server on the port? set agent tls port in wwboot.conf)", err)
+		}
+		// The same caps as HTTP: a node's agent holds one connection,
+		// on either port.
+		s.tlsLn = tls.NewListener(ll.share(tln), tc)
 	}
 	s.hs = &http.Server{
 		Handler:           s.serve,
@@ -333,6 +375,9 @@ func (s *Server) closeSockets() {
 	if s.httpLn != nil {
 		_ = s.httpLn.Close()
 	}
+	if s.tlsLn != nil {
+		_ = s.tlsLn.Close()
+	}
 	if s.tconn != nil {
 		_ = s.tconn.Close()
 	}
@@ -352,6 +397,17 @@ func (s *Server) HTTPAddr() net.Addr {
 		return nil
 	}
 	return s.httpLn.Addr()
+}
+
+// AgentTLSAddr returns the address the agents' HTTPS listener listens on,
+// nil without Options.AgentTLS or before Listen.
+func (s *Server) AgentTLSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
 }
 
 // TFTPAddr returns the address TFTP listens on, nil without TFTP or before
@@ -408,6 +464,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.tlsLn != nil {
+		run("HTTPS", func() error {
+			if err := s.hs.Serve(s.tlsLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	if s.ds != nil {
 		run("DHCP", func() error {
 			if err := s.ds.Serve(s.inner, s.dconns...); err != nil && !errors.Is(err, dhcp.ErrServerClosed) {
@@ -422,7 +486,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Events != nil {
 		run("state watch", func() error { s.handler.WatchStates(s.inner, 0); return nil })
 	}
-	s.log.Info("serving", "http", s.httpLn.Addr().String(), "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
+	tlsAddr := ""
+	if s.tlsLn != nil {
+		tlsAddr = s.tlsLn.Addr().String()
+	}
+	s.log.Info("serving", "http", s.httpLn.Addr().String(), "agent_tls", tlsAddr, "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
 		"interfaces", s.cfg.Interfaces, "router_advertisements", len(s.ras))
 
 	wait := make(chan error, 1)

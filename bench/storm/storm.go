@@ -17,7 +17,10 @@
 //  4. The node agent, from a privileged port (512-1023) of the node's
 //     address: GET /overlay/runtime/{mac} (must be 200), then a long-poll
 //     GET ?wait=W with If-None-Match (304 or 200) while POST /agent/{mac}
-//     reports "up".
+//     reports "up". With Config.TLSURL (the server's agent TLS channel),
+//     the agent first enrolls (POST /agent/enroll/{mac} with a P-256
+//     certificate request, from the privileged port), then does the three
+//     requests over TLS with its certificate.
 //
 // A node has everything when its heartbeat was taken and its long-poll
 // returned. Unknown machines (MACs not in the inventory) only send DHCP
@@ -38,6 +41,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +104,10 @@ type Config struct {
 	// RebootDelay is the time from a failed boot to the next DHCPDISCOVER
 	// (firmware start-up included); default 30s.
 	RebootDelay time.Duration
+	// TLSURL is the server's agent TLS channel (https://SERVER:9874), ""
+	// when the server has agent tls: false; CAs then holds the cluster CA.
+	TLSURL string
+	CAs    *x509.CertPool
 }
 
 // Stage names, in the order a node goes through them.
@@ -445,6 +459,56 @@ func (s *storm) httpClient(n Node, privileged bool, conns int) *http.Client {
 		DisableCompression: true, IdleConnTimeout: 30 * time.Second}}
 }
 
+// enroll gets the node's certificate as the agent does (POST
+// /agent/enroll/{mac} with a certificate request, over c), and returns a
+// client for the TLS channel with it, from the node's address.
+func (s *storm) enroll(ctx context.Context, c *http.Client, n Node, base string) (*http.Client, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(crand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: n.MAC.String()}}, key)
+	if err != nil {
+		return nil, err
+	}
+	body := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})
+	var chain []byte
+	for try := range 3 {
+		if try > 0 {
+			s.retries.Add(1)
+			time.Sleep(time.Second)
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.HTTPTimeout)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, base+"/agent/enroll/"+hexhyp(n.MAC), bytes.NewReader(body))
+		resp, err2 := c.Do(req)
+		if err2 == nil {
+			chain, err2 = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err2 == nil && resp.StatusCode != http.StatusOK {
+				err2 = fmt.Errorf("enroll: %s: %s", resp.Status, bytes.TrimSpace(chain))
+			}
+		}
+		cancel()
+		if err = err2; err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(chain, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+	if err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	tc := s.httpClient(n, false, 2)
+	tc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: s.cfg.CAs, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}
+	return tc, nil
+}
+
 // get fetches url into io.Discard, up to 3 tries; it returns the status of
 // the last answer and the bytes received.
 func (s *storm) get(ctx context.Context, c *http.Client, url string, hdr http.Header) (*http.Response, []byte, error) {
@@ -548,6 +612,14 @@ func (s *storm) agent(ctx context.Context, n Node, base string) (string, error) 
 	c := s.httpClient(n, true, 2)
 	defer c.CloseIdleConnections()
 	mac := hexhyp(n.MAC)
+	if s.cfg.TLSURL != "" {
+		tc, err := s.enroll(ctx, c, n, base)
+		if err != nil {
+			return StageAgent, err
+		}
+		defer tc.CloseIdleConnections()
+		c, base = tc, s.cfg.TLSURL
+	}
 	resp, _, err := s.get(ctx, c, base+"/overlay/runtime/"+mac, nil)
 	if err != nil {
 		return StageAgent, err

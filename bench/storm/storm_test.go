@@ -257,7 +257,9 @@ func stormRun(t *testing.T, b binaries, name string, nodes, unknown int, loss fl
 	f.ServerRSSStart = statusBytes(t, pid, "VmRSS")
 	var out, errb bytes.Buffer
 	sim := cli.Command(ctx, b.storm, "-interface", "eth0", "-nodes", strconv.Itoa(nodes), "-first", firstNode,
-		"-unknown", strconv.Itoa(unknown), "-boots", strconv.Itoa(*flagBoots), "-reboot-delay", flagReboot.String(), "-ramp", flagRamp.String())
+		"-unknown", strconv.Itoa(unknown), "-boots", strconv.Itoa(*flagBoots), "-reboot-delay", flagReboot.String(), "-ramp", flagRamp.String(),
+		// agent tls: true (the default): the agents enroll and use TLS.
+		"-tls-url", "https://"+serverIP+":9874", "-ca", filepath.Join(root, "tls", "ca.crt"))
 	sim.Stdout, sim.Stderr = &out, &errb
 	err := sim.Run()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 { // 3: the report says nodes failed

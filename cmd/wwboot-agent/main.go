@@ -8,7 +8,10 @@
 //
 // The server's URL and the node's MAC come from /etc/wwboot/node.conf
 // (WWBOOT_URL, WWBOOT_HWADDR), rendered by the built-in wwinit overlay;
-// flags override them. It must run as root: the server sends the runtime
+// flags override them. When node.conf names a TLS channel (WWBOOT_TLS_URL),
+// the agent enrolls once per boot (its key and certificate in /run/wwboot)
+// and then fetches the runtime overlay and reports over TLS, checking the
+// server against /etc/wwboot/ca.crt. It must run as root: the server sends the runtime
 // overlay only to a privileged source port. Build it small and static:
 //
 //	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o wwboot-agent ./cmd/wwboot-agent
@@ -97,6 +100,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		tries     = fs.Int("tries", 5, "with report: attempts, 2 s apart")
 		retryFor  = fs.Duration("retry-for", 0, "with once: keep trying, 2 s apart, for up to this long (0: one attempt); "+
 			"the wwboot-agent-sync unit waits so for the node's host keys before sshd starts")
+		tlsURL  = fs.String("tls-url", "", "the server's TLS channel, https://HOST:PORT (default: WWBOOT_TLS_URL of -conf; none: plain HTTP only)")
+		caFile  = fs.String("ca", agent.DefaultCAFile, "with a TLS channel: the cluster CA certificate the server's must chain to")
+		runDir  = fs.String("run-dir", agent.DefaultRunDir, "with a TLS channel: where this boot's key and certificate are kept")
 		anyPort = fs.Bool("any-port", false, "connect from any source port (a server with secure: false); default: a privileged one")
 		verbose = fs.Bool("v", false, "log every request")
 	)
@@ -126,7 +132,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	a := &agent.Agent{Root: *root, AssetKey: *assetKey, Wait: *wait, Heartbeat: *heartbeat,
+	a := &agent.Agent{Root: *root, AssetKey: *assetKey, Wait: *wait, Heartbeat: *heartbeat, CAFile: *caFile, RunDir: *runDir,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
 	if *anyPort {
 		a.Dial = agent.DialAny
@@ -136,7 +142,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		a.URL, a.HWAddr = c.URL, c.HWAddr
+		a.URL, a.HWAddr, a.TLSURL = c.URL, c.HWAddr, c.TLSURL
+	}
+	if *tlsURL != "" {
+		a.TLSURL = *tlsURL
 	}
 	if *url != "" {
 		a.URL = *url
@@ -154,7 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if len(rest) > 0 {
 			return fmt.Errorf("run takes no arguments (got %q)", rest)
 		}
-		a.Log.Info("wwboot-agent", "server", a.URL, "hwaddr", a.HWAddr.String(), "root", a.Root)
+		a.Log.Info("wwboot-agent", "server", a.URL, "tls", a.TLSURL, "hwaddr", a.HWAddr.String(), "root", a.Root)
 		return a.Run(ctx)
 	case "once":
 		if len(rest) > 0 {

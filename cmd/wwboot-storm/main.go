@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -33,6 +34,8 @@ func main() {
 		dl      = flag.Duration("deadline", 30*time.Minute, "end of the storm")
 		boots   = flag.Int("boots", 1, "boot attempts per node: a failed boot reboots and starts over at PXE DHCP")
 		reboot  = flag.Duration("reboot-delay", 30*time.Second, "time from a failed boot to the next DISCOVER")
+		tlsURL  = flag.String("tls-url", "", "the server's agent TLS channel (https://SERVER:9874): agents enroll and use it; empty: plain HTTP (agent tls: false)")
+		caFile  = flag.String("ca", "", "with -tls-url: the cluster CA certificate (ROOT/tls/ca.crt)")
 	)
 	flag.Parse()
 	a, err := netip.ParseAddr(*first)
@@ -47,10 +50,20 @@ func main() {
 		rl.Cur = rl.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
+	var cas *x509.CertPool
+	if *tlsURL != "" {
+		pemData, err := os.ReadFile(*caFile)
+		cas = x509.NewCertPool()
+		if err != nil || !cas.AppendCertsFromPEM(pemData) {
+			fmt.Fprintf(os.Stderr, "wwboot-storm: -ca %q: give the cluster CA certificate (ROOT/tls/ca.crt) with -tls-url (%v)\n", *caFile, err)
+			os.Exit(2)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := storm.Run(ctx, storm.Config{Interface: *iface, Nodes: storm.Nodes(*nodes, a), Unknown: storm.UnknownMACs(*unknown),
-		Ramp: *ramp, Wait: *wait, DHCPTimeout: *dhcpTO, Deadline: *dl, Boots: *boots, RebootDelay: *reboot})
+		Ramp: *ramp, Wait: *wait, DHCPTimeout: *dhcpTO, Deadline: *dl, Boots: *boots, RebootDelay: *reboot,
+		TLSURL: *tlsURL, CAs: cas})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "wwboot-storm:", err)
 		os.Exit(1)

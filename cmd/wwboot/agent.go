@@ -15,6 +15,7 @@ import (
 func newAgentCmd(a *app) *cobra.Command {
 	var (
 		server, hwaddr, conf, target, assetKey string
+		tlsURL, caFile, runDir                 string
 		wait, heartbeat                        time.Duration
 		once, anyPort                          bool
 	)
@@ -28,7 +29,8 @@ The server and the node's MAC come from --server and --hwaddr, or from the node.
 overlay rendered (WWBOOT_URL, WWBOOT_HWADDR).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ag := &agent.Agent{URL: server, Root: target, AssetKey: assetKey, Wait: wait, Heartbeat: heartbeat, Log: a.log}
+			ag := &agent.Agent{URL: server, Root: target, AssetKey: assetKey, Wait: wait, Heartbeat: heartbeat, Log: a.log,
+				TLSURL: tlsURL, CAFile: caFile, RunDir: runDir}
 			if server == "" || hwaddr == "" {
 				c, err := agent.ReadNodeConf(conf)
 				if err != nil {
@@ -37,6 +39,9 @@ overlay rendered (WWBOOT_URL, WWBOOT_HWADDR).`,
 				ag.HWAddr = c.HWAddr
 				if server == "" {
 					ag.URL = c.URL
+				}
+				if tlsURL == "" {
+					ag.TLSURL = c.TLSURL
 				}
 			}
 			if hwaddr != "" {
@@ -65,6 +70,9 @@ overlay rendered (WWBOOT_URL, WWBOOT_HWADDR).`,
 	fl.DurationVar(&wait, "wait", agent.DefaultWait, "longest time the server holds one request while nothing changes (max 5m)")
 	fl.DurationVar(&heartbeat, "heartbeat", agent.DefaultHeartbeat, "interval between heartbeats (negative: none)")
 	fl.BoolVar(&once, "once", false, "fetch and apply once, then exit")
+	fl.StringVar(&tlsURL, "tls-url", "", "the server's TLS channel for the agent (https://10.0.0.1:9874); default: WWBOOT_TLS_URL of --node-conf (none: plain HTTP)")
+	fl.StringVar(&caFile, "ca", agent.DefaultCAFile, "with a TLS channel: the cluster CA certificate the server's must chain to")
+	fl.StringVar(&runDir, "run-dir", agent.DefaultRunDir, "with a TLS channel: where this boot's key and certificate are kept")
 	fl.BoolVar(&anyPort, "any-port", false, "connect from any source port (a server with secure: false)")
 	return cmd
 }

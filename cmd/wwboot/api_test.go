@@ -165,7 +165,7 @@ func TestServeEventsAndAPI(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		cmd := newRootCmd(logs, logs, func(string) string { return "" })
-		cmd.SetArgs([]string{"--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", strconv.Itoa(port)})
+		cmd.SetArgs([]string{"--root", root, "serve", "--dhcp", "off", "--no-tftp", "--http-port", strconv.Itoa(port), "--agent-tls-port", strconv.Itoa(freePort(t))})
 		done <- cmd.ExecuteContext(ctx)
 	}()
 	defer func() {

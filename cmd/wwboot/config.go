@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wwboot/wwboot/provision"
 )
 
 // defaultConfigText is the wwboot.conf that `wwboot init` writes; `wwboot
@@ -35,6 +37,12 @@ range end: ""
 # agent: the node agent binary (built from ./cmd/wwboot-agent) the wwclient overlay puts on every
 # node; empty: wwboot-agent next to the wwboot executable, else on $PATH
 agent: ""
+# agent tls: the node agent fetches the runtime overlay (the node's private SSH host keys) and sends
+# its reports over TLS, with a certificate it gets once per boot from the cluster CA in ROOT/tls;
+# the runtime overlay then never crosses the network in clear text. false: plain HTTP, as Warewulf
+agent tls: true
+# agent tls port: the HTTPS port of that channel
+agent tls port: 9874
 # sysconfdir: Warewulf's SYSCONFDIR as templates see it: relative Include paths are read below
 # SYSCONFDIR/warewulf (Warewulf's ssh.host_keys overlay reads keys/ssh_host_*_key there, else the
 # cluster-wide keys in ROOT/keys/shared are used); empty: /etc
@@ -61,6 +69,11 @@ type serveConfig struct {
 	// Agent is the node agent binary the wwclient overlay delivers ("":
 	// see agentPath).
 	Agent string `yaml:"agent"`
+	// AgentTLS serves the runtime overlay and the agents' reports over
+	// TLS, with per-node certificates from the cluster CA (ROOT/tls).
+	AgentTLS bool `yaml:"agent tls"`
+	// AgentTLSPort is that channel's HTTPS port.
+	AgentTLSPort int `yaml:"agent tls port"`
 	// Sysconfdir is Warewulf's SYSCONFDIR as templates see it
 	// (.Paths.Sysconfdir): relative Include paths are read below
 	// Sysconfdir/warewulf ("" = /etc, Warewulf's default).
@@ -95,7 +108,7 @@ func (c *serveConfig) dhcpRange() (start, end netip.Addr, ok bool, err error) {
 
 // defaultServeConfig is what a missing key means.
 func defaultServeConfig() serveConfig {
-	return serveConfig{DHCP: "full", TFTP: true, HTTPPort: 9873, Secure: true}
+	return serveConfig{DHCP: "full", TFTP: true, HTTPPort: 9873, Secure: true, AgentTLS: true, AgentTLSPort: provision.DefaultAgentTLSPort}
 }
 
 // loadServeConfig reads path over the defaults. A missing file means the
@@ -112,7 +125,7 @@ func loadServeConfig(path string) (serveConfig, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, sysconfdir, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets, events)", path, err)
+		return cfg, fmt.Errorf("%s: %w (keys: listen, interface, dhcp, tftp, http port, secure, range start, range end, agent, agent tls, agent tls port, sysconfdir, authorized keys, shared host keys, ssh key types, dns servers, dns search, admin networks, system overlay secrets, events)", path, err)
 	}
 	if err := cfg.validate(); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
@@ -128,6 +141,12 @@ func (c *serveConfig) validate() error {
 	}
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)
+	}
+	if c.AgentTLSPort <= 0 || c.AgentTLSPort > 65535 {
+		return fmt.Errorf("agent tls port: %d: use a port number from 1 to 65535", c.AgentTLSPort)
+	}
+	if c.AgentTLS && c.AgentTLSPort == c.HTTPPort {
+		return fmt.Errorf("agent tls port: %d is the http port too: give it another (default 9874)", c.AgentTLSPort)
 	}
 	if _, _, _, err := c.dhcpRange(); err != nil {
 		return err

@@ -66,6 +66,14 @@ func newInitCmd(a *app) *cobra.Command {
 			} else if created {
 				fmt.Fprintf(a.stdout, "created %s (the bearer token of the API, /status and /metrics for other machines; mode 0600)\n", a.path(apiTokenFile))
 			}
+			if conf, err := loadServeConfig(a.path("wwboot.conf")); err != nil {
+				return fmt.Errorf("init: %w", err)
+			} else if conf.AgentTLS {
+				if _, err := openCA(a); err != nil {
+					return fmt.Errorf("init: %w", err)
+				}
+				fmt.Fprintf(a.stdout, "cluster CA in %s (node agents get their certificates from it; ca.key is mode 0600)\n", a.path("tls"))
+			}
 			cfg := &nodedb.Config{NodeProfiles: map[string]*nodedb.Record{"default": defaultProfile()}}
 			_, err := nodedb.Create(cmd.Context(), a.path("nodes.conf"), cfg)
 			switch {

@@ -46,7 +46,7 @@ func TestServeStartsWithDamagedLeases(t *testing.T) {
 	defer cancel()
 	port := strconv.Itoa(freePort(t))
 	cmd := ns.Command(ctx, bin, "--root", root, "serve", "--interface", "wwd0", "--no-tftp", "--ipv6-ra=false",
-		"--http-port", port, "--range-start", "10.77.0.100", "--range-end", "10.77.0.150")
+		"--http-port", port, "--agent-tls-port", strconv.Itoa(freePort(t)), "--range-start", "10.77.0.100", "--range-end", "10.77.0.150")
 	var logs syncWriter
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())
@@ -127,7 +127,7 @@ func TestServeTFTPWarewulfNames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	port := strconv.Itoa(freePort(t))
-	cmd := ns.Command(ctx, bin, "--root", root, "serve", "--interface", "wwd0", "--dhcp", "off", "--ipv6-ra=false", "--http-port", port)
+	cmd := ns.Command(ctx, bin, "--root", root, "serve", "--interface", "wwd0", "--dhcp", "off", "--ipv6-ra=false", "--http-port", port, "--agent-tls-port", strconv.Itoa(freePort(t)))
 	var logs syncWriter
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	require.NoError(t, cmd.Start())

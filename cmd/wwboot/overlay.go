@@ -105,7 +105,7 @@ func (f *overlayFlags) renderer(a *app) (*overlay.Renderer, error) {
 		ip, mask = addr.String(), netmask
 	}
 	agent, _ := agentPath(cfg.Agent)
-	srv := templateServer(cfg, ip, mask, agent)
+	srv := templateServer(cfg, a.root, ip, mask, agent)
 	srv.Ipaddr6 = f.serverIP6
 	if len(f.keyTypes) > 0 {
 		srv.Ssh.KeyTypes = f.keyTypes

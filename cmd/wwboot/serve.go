@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/Masterminds/sprig/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,8 @@ type serveFlags struct {
 	listen, iface, dhcp  string
 	rangeStart, rangeEnd string
 	tftp, noTFTP, ra     bool
-	secure               bool
-	httpPort             int
+	secure, agentTLS     bool
+	httpPort, tlsPort    int
 }
 
 func newServeCmd(a *app) *cobra.Command {
@@ -42,7 +43,8 @@ func newServeCmd(a *app) *cobra.Command {
 		Long: `Serves the nodes of ROOT/nodes.conf: DHCP on --interface (full or proxy), the iPXE
 binaries over TFTP (ROOT/tftp and the distribution's ipxe package), and over HTTP each node's
 iPXE script, kernel, image (ROOT/images), system and runtime overlays (built-in and ROOT/overlays,
-host keys in ROOT/keys), /status and /metrics. Settings come from ROOT/wwboot.conf; flags override
+host keys in ROOT/keys), /status and /metrics; with agent tls (the default) node agents enroll
+once per boot and get the runtime overlay over HTTPS (port 9874, cluster CA in ROOT/tls). Settings come from ROOT/wwboot.conf; flags override
 them. Changes to nodes.conf are picked up without a restart; SIGHUP re-reads the iPXE templates
 in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.`,
 		Args: cobra.NoArgs,
@@ -73,6 +75,12 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 			if fl.Changed("http-port") {
 				cfg.HTTPPort = f.httpPort
 			}
+			if fl.Changed("agent-tls") {
+				cfg.AgentTLS = f.agentTLS
+			}
+			if fl.Changed("agent-tls-port") {
+				cfg.AgentTLSPort = f.tlsPort
+			}
 			if fl.Changed("range-start") {
 				cfg.RangeStart = f.rangeStart
 			}
@@ -95,6 +103,8 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 	fl.BoolVar(&f.noTFTP, "no-tftp", false, "do not run TFTP")
 	fl.IntVar(&f.httpPort, "http-port", 0, "HTTP port of the provisioning service (default: wwboot.conf's http port:, else 9873)")
 	fl.BoolVar(&f.secure, "secure", false, "send the runtime overlay only to privileged source ports (--secure=false: any port, still only from the node's address; default: wwboot.conf's secure:, else true)")
+	fl.BoolVar(&f.agentTLS, "agent-tls", false, "node agents fetch the runtime overlay and report over TLS, with a certificate from the cluster CA in ROOT/tls (default: wwboot.conf's agent tls:, else true)")
+	fl.IntVar(&f.tlsPort, "agent-tls-port", 0, "HTTPS port of the agents' TLS channel (default: wwboot.conf's agent tls port:, else 9874)")
 	fl.StringVar(&f.rangeStart, "range-start", "", "first address of the dynamic range for machines not in the inventory (full DHCP)")
 	fl.StringVar(&f.rangeEnd, "range-end", "", "last address of the dynamic range")
 	fl.BoolVar(&f.ra, "ipv6-ra", true, "answer IPv6 router solicitations on --interface so iPXE does not wait 15 s for a router")
@@ -174,7 +184,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			"expected", agentBin, "build", "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "+agentBin+" ./cmd/wwboot-agent",
 			"or", "set agent: in wwboot.conf")
 	}
-	srvInfo := templateServer(cfg, srvIP, netmask, agentBin)
+	srvInfo := templateServer(cfg, a.root, srvIP, netmask, agentBin)
 	overlays, err := overlay.New(overlay.Options{
 		SiteDir:        a.path("overlays"),
 		KeyDir:         a.path("keys"),
@@ -251,12 +261,17 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	agentTLS, err := openAgentTLS(a, cfg)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
 			InsecurePorts: !cfg.Secure, Registry: reg, Logger: a.log, Events: parts.bus,
-			Admin: admin, SystemSecrets: cfg.SystemSecrets,
+			Admin: admin, SystemSecrets: cfg.SystemSecrets, AgentTLS: agentTLS,
 		},
+		AgentTLSAddr:         ":" + strconv.Itoa(cfg.AgentTLSPort),
 		Middleware:           parts.api.Wrap,
 		Addr:                 addr,
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
@@ -286,7 +301,7 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			}
 		}
 	}()
-	a.log.Info("wwboot serve", "root", a.root, "listen", srvIP, "interface", cfg.Interface, "dhcp", cfg.DHCP,
+	a.log.Info("wwboot serve", "root", a.root, "listen", srvIP, "interface", cfg.Interface, "dhcp", cfg.DHCP, "agent_tls", cfg.AgentTLS,
 		"tftp", cfg.TFTP, "http", srv.HTTPAddr().String(), "secure", cfg.Secure, "ipxe_binaries", len(binaries))
 	return srv.Serve(ctx)
 }
@@ -342,4 +357,25 @@ func serverAddr(cfg serveConfig) (netip.Addr, string, error) {
 		return addr, "", fmt.Errorf("serve: interface %s has no IPv4 address: give it one, or pass --listen IP", cfg.Interface)
 	}
 	return first.Addr(), net.IP(net.CIDRMask(first.Bits(), 32)).String(), nil
+}
+
+// openAgentTLS opens (creating on first use) the cluster CA in ROOT/tls and
+// the nodes' enrollment records when wwboot.conf has agent tls: true; nil
+// otherwise.
+func openAgentTLS(a *app, cfg serveConfig) (*provision.AgentTLS, error) {
+	if !cfg.AgentTLS {
+		return nil, nil
+	}
+	ca, err := openCA(a)
+	if err != nil {
+		return nil, err
+	}
+	return provision.NewAgentTLS(ca, cfg.AgentTLSPort, a.log)
+}
+
+// openCA opens the cluster CA in ROOT/tls, creating it on first use; it is
+// named after the server's host name.
+func openCA(a *app) (*provision.CA, error) {
+	host, _ := os.Hostname()
+	return provision.OpenCA(a.path("tls"), host, time.Now())
 }
