@@ -132,7 +132,7 @@ func (a *Agent) stateFile() string {
 
 func (a *Agent) check() error {
 	if a.URL == "" {
-		return errors.New("agent: no server URL (WWBOOT_URL in /etc/wwboot/node.conf, or --url)")
+		return errors.New("agent: no server URL (WWBOOT_URL in /etc/wwboot/node.conf, or -server)")
 	}
 	if len(a.HWAddr) == 0 {
 		return errors.New("agent: no hardware address (WWBOOT_HWADDR in /etc/wwboot/node.conf, or --hwaddr)")

@@ -34,7 +34,7 @@ func ReadNodeConf(path string) (NodeConf, error) {
 	var c NodeConf
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return c, fmt.Errorf("agent: %w (or give --url and --hwaddr)", err)
+		return c, fmt.Errorf("agent: %w (or give -server and -hwaddr)", err)
 	}
 	vars := map[string]string{}
 	for i, line := range strings.Split(string(data), "\n") {

@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		tries     = fs.Int("tries", 5, "with report: attempts, 2 s apart")
 		retryFor  = fs.Duration("retry-for", 0, "with once: keep trying, 2 s apart, for up to this long (0: one attempt); "+
 			"the wwboot-agent-sync unit waits so for the node's host keys before sshd starts")
-		tlsURL  = fs.String("tls-url", "", "the server's TLS channel, https://HOST:PORT (default: WWBOOT_TLS_URL of -conf; none: plain HTTP only)")
+		tlsURL  = fs.String("tls-url", "", "the server's TLS channel, https://HOST:PORT (default: WWBOOT_TLS_URL of -node-conf; none: plain HTTP only)")
 		caFile  = fs.String("ca", agent.DefaultCAFile, "with a TLS channel: the cluster CA certificate the server's must chain to")
 		runDir  = fs.String("run-dir", agent.DefaultRunDir, "with a TLS channel: where this boot's key and certificate are kept")
 		anyPort = fs.Bool("any-port", false, "connect from any source port (a server with secure: false); default: a privileged one")
