@@ -2,10 +2,10 @@
 # wwboot demo: boots a virtual machine over the network from wwboot and shows
 # what the node printed on its serial console.
 #
-#   sudo ./demo.sh              # BIOS: SeaBIOS + iPXE NIC ROM -> DHCP -> HTTP, busybox image
-#   sudo ./demo.sh uefi         # UEFI: OVMF PXE -> TFTP snponly.efi -> iPXE -> HTTP, busybox image
-#   sudo ./demo.sh debian       # a real Debian 12 node (systemd, sshd, ifupdown), BIOS
-#   sudo ./demo.sh debian-uefi  # the same through UEFI
+#   ./demo.sh              # BIOS: SeaBIOS + iPXE NIC ROM -> DHCP -> HTTP, busybox image
+#   ./demo.sh uefi         # UEFI: OVMF PXE -> TFTP snponly.efi -> iPXE -> HTTP, busybox image
+#   ./demo.sh debian       # a real Debian 12 node (systemd, sshd, ifupdown), BIOS
+#   ./demo.sh debian-uefi  # the same through UEFI
 #
 # The busybox image boots in 12-20 s. The Debian image is debootstrapped on
 # first use (1-2 min, cached in /var/cache/wwboot-test) and boots to ssh in
@@ -26,10 +26,10 @@ case "$fw" in
 bios | uefi) ;;
 debian) fw=bios test=TestDebianNode ;;
 debian-uefi) fw=uefi test=TestDebianNode ;;
-*) echo "usage: sudo ./demo.sh [bios|uefi|debian|debian-uefi]" >&2; exit 2 ;;
+*) echo "usage: ./demo.sh [bios|uefi|debian|debian-uefi]" >&2; exit 2 ;;
 esac
 if [ "$(id -u)" != 0 ]; then
-  echo "demo.sh needs root (network namespaces, tap devices, DHCP and TFTP ports): sudo ./demo.sh" >&2
+  echo "demo.sh needs root (network namespaces, tap devices, DHCP and TFTP ports): run it from a root shell (su -), or with sudo where it is installed" >&2
   exit 1
 fi
 

@@ -3,7 +3,7 @@
 # tap, dnsmasq (DHCP + TFTP), python3's http.server with an iPXE script,
 # kernel and initramfs, and QEMU under TCG. Shows the VM's console with times
 # since power-on. This is how the chain in provision/e2e was first proven.
-#   usage: sudo bench/boot/by-hand.sh [bios|uefi] [ra|nora]
+#   usage: bench/boot/by-hand.sh [bios|uefi] [ra|nora]
 # Needs: qemu-system-x86 ipxe ipxe-qemu ovmf dnsmasq busybox-static cpio gzip python3 iproute2.
 set -euo pipefail
 fw=${1:-bios}; ra=${2:-ra}

@@ -3,7 +3,7 @@
 # HTTP -> agent chain of N simulated nodes against one real `wwboot serve`, in
 # network namespaces, clean and with unknown machines plus packet loss.
 #
-#   sudo bench/storm/run.sh [NODES...]          default: 1000 10000
+#   bench/storm/run.sh [NODES...]          default: 1000 10000
 #
 # Each size runs TestStorm in ./bench/storm twice (clean; mixed: NODES/10
 # unknown machines and 1 % loss) and appends one JSON line per run to

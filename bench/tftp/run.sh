@@ -10,7 +10,7 @@
 # per run, the median per server, and the ratio wwboot/dnsmasq.
 #
 # Needs root, iproute2, curl, atftp, dnsmasq, go. On demand only:
-#   sudo bench/tftp/run.sh            # SIZE_MB=100 RUNS=3 by default
+#   bench/tftp/run.sh            # SIZE_MB=100 RUNS=3 by default
 #   SIZE_MB=200 RUNS=5 bench/tftp/run.sh
 set -euo pipefail
 
