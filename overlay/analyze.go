@@ -14,6 +14,27 @@ type deps struct {
 	machineID bool // calls MachineID
 	privKey   bool // calls SSHHostKey (a private key)
 	reads     bool // calls Include, IncludeBlock or IncludeFrom (a file that may be a secret)
+	// secretField: names a secret field of the inventory anywhere
+	// (isSecretField: .Ipmi.Password, $.Ipmi.Password, .Password inside
+	// a with or range, Warewulf's older .IpmiPassword).
+	secretField bool
+}
+
+// isSecretField says whether a field name names a secret of the node in the
+// template data: the BMC password (Ipmi.Password; IpmiPassword in Warewulf
+// before 4.4). Any field of that name counts, whatever it is reached
+// through, so the check errs on the side of the node.
+func isSecretField(name string) bool {
+	return name == "Password" || name == "IpmiPassword"
+}
+
+// fieldNames marks d when one of names is a secret field.
+func (d *deps) fieldNames(names []string) {
+	for _, n := range names {
+		if isSecretField(n) {
+			d.secretField = true
+		}
+	}
 }
 
 // nodeFuncs are functions whose result depends on the node being rendered.
@@ -97,6 +118,7 @@ func walk(d *deps, n parse.Node, root bool) {
 	case *parse.TemplateNode:
 		walk(d, n.Pipe, root)
 	case *parse.FieldNode:
+		d.fieldNames(n.Ident)
 		if root && len(n.Ident) > 0 {
 			d.rootField(n.Ident[0])
 		}
@@ -105,6 +127,7 @@ func walk(d *deps, n parse.Node, root bool) {
 			d.everything()
 		}
 	case *parse.VariableNode:
+		d.fieldNames(n.Ident)
 		if len(n.Ident) > 0 && n.Ident[0] == "$" {
 			if len(n.Ident) > 1 {
 				d.rootField(n.Ident[1])
@@ -113,6 +136,7 @@ func walk(d *deps, n parse.Node, root bool) {
 			}
 		}
 	case *parse.ChainNode:
+		d.fieldNames(n.Field)
 		walk(d, n.Node, root)
 		if _, isDot := n.Node.(*parse.DotNode); isDot && root && len(n.Field) > 0 {
 			d.rootField(n.Field[0])

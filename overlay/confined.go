@@ -29,42 +29,44 @@ var errNotRegular = errors.New("not a regular file")
 // os.Root, which refuses links that leave the tree instead of resolving
 // them inside it.
 //
-// It returns the data and the canonical host path of the file it read (for
-// the render cache's staleness check), or an error wrapping
+// It returns the data, the canonical host path of the file it read (for
+// the render cache's staleness check) and whether the file denies others
+// read on the server (a munge key, /etc/shadow: a secret wherever it goes),
+// or an error wrapping
 // os.ErrNotExist, errNotRegular or an escape refusal. Files larger than
 // maxIncludeBytes are refused.
-func readInTree(root, p string) ([]byte, string, error) {
+func readInTree(root, p string) ([]byte, string, bool, error) {
 	rel := filepath.Clean("/" + p)[1:]
 	if rel == "" {
 		rel = "."
 	}
 	f, err := openInTree(root, rel)
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, "", fmt.Errorf("%s in %s: %w", p, root, errNotRegular)
+		return nil, "", false, fmt.Errorf("%s in %s: %w", p, root, errNotRegular)
 	}
 	if fi.Size() > maxIncludeBytes {
-		return nil, "", fmt.Errorf("%s in %s: %d bytes, more than the %d a template may include", p, root, fi.Size(), maxIncludeBytes)
+		return nil, "", false, fmt.Errorf("%s in %s: %d bytes, more than the %d a template may include", p, root, fi.Size(), maxIncludeBytes)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxIncludeBytes+1))
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if len(data) > maxIncludeBytes {
-		return nil, "", fmt.Errorf("%s in %s: more than the %d bytes a template may include", p, root, maxIncludeBytes)
+		return nil, "", false, fmt.Errorf("%s in %s: more than the %d bytes a template may include", p, root, maxIncludeBytes)
 	}
 	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		real = filepath.Join(root, rel)
 	}
-	return data, real, nil
+	return data, real, fi.Mode().Perm()&0o004 == 0, nil
 }
 
 // openInTree opens the regular file rel (cleaned, relative) inside root;

@@ -115,6 +115,7 @@ type state struct {
 	aborted  bool
 	reads    []fileStamp
 	keyTypes []string
+	secret   bool // read a file that denies others read, or a private key
 }
 
 // marker returns the in-band marker for a file or softlink directive: NUL
@@ -237,6 +238,7 @@ func (s *state) include(p string) ([]byte, error) {
 			if public {
 				return []byte(k.public), nil
 			}
+			s.secret = true
 			return []byte(k.private), nil
 		}
 	}
@@ -249,10 +251,11 @@ func (s *state) include(p string) ([]byte, error) {
 func (s *state) readTree(root, p string) ([]byte, error) {
 	named := filepath.Join(root, filepath.Clean("/"+p))
 	s.stamp(named)
-	data, real, err := readInTree(root, p)
+	data, real, private, err := readInTree(root, p)
 	if err == nil && real != named {
 		s.stamp(real)
 	}
+	s.secret = s.secret || private
 	return data, err
 }
 
@@ -423,6 +426,7 @@ type output struct {
 	data   []byte
 	link   string
 	isLink bool
+	secret bool // the execution that wrote it read a secret (state.secret)
 }
 
 // agentBinary returns the node agent binary (ServerInfo.Paths.Agent) byte

@@ -7,24 +7,35 @@ import "bytes"
 // "... ENCRYPTED PRIVATE KEY-----").
 var privateKeyMarker = []byte("PRIVATE KEY-----")
 
+// minSecretLen is the shortest BMC password the rendered output is searched
+// for: a shorter one would match ordinary text and make files private
+// that hold no secret.
+const minSecretLen = 6
+
 // hasPrivateKey reports whether data holds a private key.
 func hasPrivateKey(data []byte) bool { return bytes.Contains(data, privateKeyMarker) }
 
-// privateOutput says whether a file rendered from template f with contents
-// data is a secret: it holds a private key (SSHHostKey, an included key file,
-// a literal one), or its template reads a file (Include, IncludeBlock,
-// IncludeFrom: a munge key, /etc/shadow) into a file not every user may read.
-// A template that only reads the inventory makes no secret whatever its mode
-// (NetworkManager wants its connection files 0600).
-func privateOutput(f *File, data []byte) bool {
-	return f.deps.privKey || (f.deps.reads && f.Mode&0o004 == 0) || hasPrivateKey(data)
+// privateOutput says whether out, a file rendered from template f, is a
+// secret: it holds a private key (SSHHostKey, an included key file, a
+// literal one); its template reads a secret field of the inventory (a BMC
+// password: secretField); its execution read a server file that denies
+// others read (a munge key, /etc/shadow, Warewulf's shared private host
+// keys), whatever the output's mode; or its template reads any file
+// (Include, IncludeBlock, IncludeFrom) into a file not every user may read.
+// A template that only reads the rest of the inventory makes no secret
+// whatever its mode (NetworkManager wants its connection files 0600).
+func privateOutput(f *File, out output) bool {
+	return f.deps.privKey || f.deps.secretField || out.secret ||
+		(f.deps.reads && f.Mode&0o004 == 0) || hasPrivateKey(out.data)
 }
 
 // Private lists, in archive order, the regular files of the archive that
 // are secrets of the node: a private key anywhere (a template calling
-// SSHHostKey, an included or literal key), a template that reads a file
-// (Include, IncludeBlock, IncludeFrom) into a file without read permission
-// for others, and a static file without read permission for others. A
+// SSHHostKey, an included or literal key), a template that reads a secret
+// field (a BMC password) or a server file without read permission for
+// others (a munge key), a template that reads any file (Include,
+// IncludeBlock, IncludeFrom) into a file without read permission for
+// others, and a static file without read permission for others. A
 // server hands such files only to the node itself: package provision
 // refuses a system overlay (which anyone may fetch) that has any.
 func (a *Archive) Private() []string {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wwboot/wwboot/nodedb"
 )
 
 // TestArchivePrivate: Archive.Private names the files that are secrets of
@@ -76,4 +78,46 @@ func BenchmarkArchivePrivate(b *testing.B) {
 			b.Fatal("private files")
 		}
 	}
+}
+
+// TestArchivePrivateRenderedSecrets: a template that renders a secret is
+// private whatever the output's mode: a BMC password reached as
+// .Ipmi.Password, inside a with, through toJson or printf; and a server file
+// that denies others read (a 0400 munge key) included by a 0644 template.
+// An attacker fetched both from a system overlay before (the check looked
+// only at the template's mode). The inventory's other BMC fields are not
+// secrets.
+func TestArchivePrivateRenderedSecrets(t *testing.T) {
+	ctx := context.Background()
+	site := t.TempDir()
+	secretFile := filepath.Join(t.TempDir(), "munge.key")
+	require.NoError(t, os.WriteFile(secretFile, []byte("\x01\x02binary munge key"), 0o400))
+	write := func(rel, text string) {
+		p := filepath.Join(site, "bmc", "rootfs", rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	}
+	write("etc/bmc.conf.ww", "IPMI_PASSWORD={{ .Ipmi.Password }}\n")
+	write("etc/bmc-with.ww", "{{ with .Ipmi }}{{ .UserName }}:{{ .Password }}{{ end }}\n")
+	write("etc/bmc-root.ww", "{{ $.Ipmi.Password }}\n")
+	write("etc/bmc.json.ww", "{{ .Ipmi | toJson }}\n")
+	write("etc/bmc-printf.ww", `{{ printf "%v" .Ipmi }}`+"\n")
+	write("etc/munge.key.ww", `{{ Include "`+secretFile+`" }}`)
+	write("etc/bmc-addr.ww", "BMC={{ .Ipmi.Ipaddr }} USER={{ .Ipmi.UserName }}\n")
+
+	cfg := testConfig(1)
+	cfg.Nodes["n00001"].Ipmi = &nodedb.IPMI{UserName: "admin", Password: "S3cretBMC!", Ipaddr: "10.99.0.1"}
+	db := testDB(t, cfg)
+	n, err := db.Node("n00001")
+	require.NoError(t, err)
+	r := newTestRenderer(t, func(o *Options) {
+		o.SiteDir = site
+		o.DefaultSystem = []string{"bmc"}
+	})
+	a, err := r.Render(ctx, db, n, System)
+	require.NoError(t, err)
+	m, _ := unpack(t, a)
+	require.Contains(t, m["etc/bmc.json"].data, "S3cretBMC!", "the value check has something to find")
+	assert.ElementsMatch(t, []string{"etc/bmc.conf", "etc/bmc-with", "etc/bmc-root", "etc/bmc.json", "etc/bmc-printf", "etc/munge.key"},
+		a.Private())
 }

@@ -644,7 +644,7 @@ func (r *Renderer) execAll(refs []tmplRef, data *TemplateData, node string) ([]l
 				rec.mode, rec.data = sIFLNK|0o777, []byte(out.link)
 			} else {
 				rec.mode, rec.data = sIFREG|unixPerm(ref.f.Mode), out.data
-				rec.private = privateOutput(ref.f, out.data)
+				rec.private = privateOutput(ref.f, out)
 			}
 			if i, ok := index[out.path]; ok {
 				outs[i] = layered{ref.layer, rec, ref.f.Path}
@@ -689,6 +689,15 @@ func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output,
 	outs, err := st.split(buf.Bytes(), f.OutputPath())
 	if err != nil {
 		return nil, st.reads, &TemplateError{Overlay: ref.o.Name, File: f.Path, Node: node, Err: err}
+	}
+	// The BMC password however the template reached it (toJson .Ipmi,
+	// index, printf): a value check behind the analysis of secretField.
+	var pw []byte
+	if n := data.Node; node != "" && n != nil && n.Ipmi != nil && len(n.Ipmi.Password) >= minSecretLen {
+		pw = []byte(n.Ipmi.Password)
+	}
+	for i := range outs {
+		outs[i].secret = st.secret || (pw != nil && bytes.Contains(outs[i].data, pw))
 	}
 	return outs, st.reads, nil
 }
