@@ -126,7 +126,7 @@ WWBOOT_HWADDRS='52:54:00:aa:bb:01 52:54:00:aa:bb:02'
 	_, err = ReadNodeConf(p)
 	assert.ErrorContains(t, err, "WWBOOT_HWADDR")
 	_, err = ReadNodeConf(filepath.Join(dir, "missing"))
-	assert.ErrorContains(t, err, "--url")
+	assert.ErrorContains(t, err, "-server")
 }
 
 func TestJSONString(t *testing.T) {

@@ -114,7 +114,7 @@ func TestCommands(t *testing.T) {
 		assert.ErrorContains(t, err, want, args)
 	}
 	err = run(ctx, []string{"-conf", filepath.Join(dir, "missing"), "once"}, &stderr)
-	assert.ErrorContains(t, err, "--url")
+	assert.ErrorContains(t, err, "-server")
 	err = run(ctx, []string{"-url", "https://x", "-hwaddr", "52:54:00:00:00:01", "once"}, &stderr)
 	assert.ErrorContains(t, err, "http://HOST:PORT")
 }
