@@ -90,6 +90,8 @@ WWBOOT_SERVER={{.Ipaddr}}
 var (
 	// nodeLine is what the image's init prints from the site overlay's file.
 	nodeLine = regexp.MustCompile(`WWBOOT-NODE hostname=(\S*) ip=(\S*) dev=(\S*) server=(\S*) runtime=(\S*) uptime=(\S*)`)
+	// agentLine is the test init's report on the node agent.
+	agentLine = regexp.MustCompile(`WWBOOT-AGENT runtime=(\S*) hosts=(\S*) uptime=(\S*)`)
 	// wwinitLine is what the built-in wwinit overlay's /init prints from the
 	// node.conf it rendered.
 	wwinitLine = regexp.MustCompile(`^wwboot: node (\S+) address (\S+)`)
@@ -227,6 +229,14 @@ func assertBooted(t *testing.T, n testNode, res *bootResult) {
 	// unprivileged port, the runtime overlay is refused and the
 	// default script boots without it.
 	assert.Equal(t, "absent", m[5], "runtime overlay refused in secure mode, boot went on")
+	// The agent enrolls and gets it over TLS instead (/etc/hosts is the
+	// runtime overlay's).
+	line, ok = res.find(agentLine)
+	if assert.True(t, ok, "no WWBOOT-AGENT line from %s\nconsole:\n%s", n.Name, res.transcript()) {
+		m := agentLine.FindStringSubmatch(line.Text)
+		assert.Equal(t, "applied", m[1], "the node agent applied the runtime overlay (enrolled, then over TLS)\n%s", res.transcript())
+		assert.Equal(t, "present", m[2], "/etc/hosts from the runtime overlay")
+	}
 	if _, bad := res.find(regexp.MustCompile(`WWBOOT-ERROR`)); bad {
 		t.Errorf("errors on the console:\n%s", res.transcript())
 	}
@@ -245,6 +255,7 @@ func logTimings(t *testing.T, fw firmware, res *bootResult) {
 		{"init", `^wwboot: node `},
 		{"image-init", `WWBOOT-INIT`},
 		{"node", `WWBOOT-NODE`},
+		{"agent", `WWBOOT-AGENT`},
 	}
 	if fw == uefi {
 		marks = append([]struct{ name, re string }{

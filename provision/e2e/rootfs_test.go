@@ -14,7 +14,9 @@ import (
 // /init (built-in overlay wwinit) hands over to. It loads the NIC modules,
 // reads the file the site system overlay rendered for this node, configures
 // the node's address on the interface with the node's MAC, checks the server
-// answers, prints one WWBOOT-NODE line and powers off.
+// answers, prints one WWBOOT-NODE line, waits up to 60 s for the node agent
+// to apply the runtime overlay (over its TLS channel), prints one
+// WWBOOT-AGENT line and powers off.
 const initScript = `#!/bin/sh
 export PATH=/bin:/sbin
 # wwinit's /init mounted these already; on its own this init mounts them.
@@ -54,6 +56,16 @@ runtime=absent
 [ -r /etc/hosts ] && runtime=present
 [ "$(hostname)" = "$WWBOOT_HOSTNAME" ] || echo "WWBOOT-ERROR hostname $(hostname), want $WWBOOT_HOSTNAME (wwinit sets it)"
 echo "WWBOOT-NODE hostname=$(hostname) ip=$addr dev=$dev server=$server runtime=$runtime uptime=$(cut -d' ' -f1 /proc/uptime)"
+# The node agent, which wwinit's /init started, enrolls and then fetches the
+# runtime overlay over TLS; its state file says it applied one.
+agent=missing
+for i in $(seq 1 120); do
+	[ -e /var/lib/wwboot/runtime-overlay.state ] && agent=applied && break
+	sleep 0.5
+done
+hosts=absent
+[ -r /etc/hosts ] && hosts=present
+echo "WWBOOT-AGENT runtime=$agent hosts=$hosts uptime=$(cut -d' ' -f1 /proc/uptime)"
 poweroff -f
 `
 
