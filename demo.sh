@@ -54,11 +54,14 @@ set -e
 say "summary"
 grep -ho -E 'wwboot: node [^ ]+ address [^ ]+' "$log" | head -1 | sed 's/^/  system overlay \/init printed:  /' || true
 grep -ho -E 'WWBOOT-NODE .*' "$log" | head -1 | sed 's/^/  image init printed:           /' || true
+grep -ho -E 'WWBOOT-AGENT .*' "$log" | head -1 | sed 's/^/  node agent (busybox init):     /' || true
+grep -ho -E 'msg="node enrolled" node=[^ ]+ client=[^ ]+' "$log" | head -1 |
+  sed -E 's/msg="node enrolled" /  agent enrolled (TLS, :9874):  /' || true
 grep -ho -E 'DEBIAN-TIMING .*' "$log" | sed 's/^/  /' || true
 timing=$(grep -ho -E 'BOOT-TIMING .*' "$log" | head -1 || true)
 if [ -n "$timing" ]; then
   t() { echo "$timing" | grep -o -E " $1=[0-9.-]+" | cut -d= -f2; }
-  echo "  seconds since power-on:       iPXE script $(t script), kernel start $(t kernel), init $(t init), node line $(t node), power off $(t poweroff)"
+  echo "  seconds since power-on:       iPXE script $(t script), kernel start $(t kernel), init $(t init), node line $(t node), agent $(t agent), power off $(t poweroff)"
 fi
 echo "  wwboot status afterwards:"
 awk '/wwboot --root .* status --server/{on=1; next} on && /^        /{print "  " substr($0, 9); next} on{exit}' "$log"
