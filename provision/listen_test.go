@@ -19,7 +19,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wwboot/wwboot/agent"
+	"github.com/wwboot/wwboot/events"
 	"github.com/wwboot/wwboot/provision"
+	"github.com/wwboot/wwboot/provision/netlab"
 )
 
 // refused asserts that nothing listens at addr (TCP): the connection is
@@ -162,4 +165,51 @@ func TestServerBindAddrsErrors(t *testing.T) {
 		require.NoError(t, err, "every address is bound without BindAddrs: %s", host)
 		c.Close()
 	}
+}
+
+// TestAnonymousIPXEMarksBooting backs the README's threat model: a plain GET
+// of a running node's iPXE script, from an address that is not the node's,
+// turns the node booting in the status and publishes node.state booting
+// (previous up), but enrolls nobody: the running agent's certificate still
+// works, and its next report turns the node up again.
+func TestAnonymousIPXEMarksBooting(t *testing.T) {
+	netlab.Require(t) // root, for the privileged source port of the enrollment
+	l := newLab(t)
+	s := startServer(t, l, filepath.Join(t.TempDir(), "tls"), "", "")
+	ctx := context.Background()
+	ag := s.nodeAgent(t, filepath.Join(t.TempDir(), "run"))
+	_, err := ag.Sync(ctx, 0)
+	require.NoError(t, err)
+	require.NoError(t, ag.Report(ctx, agent.StateUp, "agent", ""))
+	require.Equal(t, provision.StateUp, nodeStatus(t, s.srv.Handler(), "n1").State)
+
+	// Anyone: 127.0.0.9 is no node's address, the port is unprivileged.
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}}).DialContext}}
+	resp, err := hc.Get(s.plain + "/ipxe/" + mac1)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, provision.StateBooting, nodeStatus(t, s.srv.Handler(), "n1").State, "an anonymous script request marks the node booting")
+	require.Eventually(t, func() bool {
+		for _, e := range s.events.all() {
+			if e.Type == events.TypeState && e.Node == "n1" && e.State == provision.StateBooting && e.Previous == provision.StateUp {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "node.state booting (previous up) reaches the hooks")
+
+	// The running agent keeps its certificate: nobody enrolled.
+	_, err = ag.Sync(ctx, 0)
+	require.NoError(t, err, "the running agent's certificate still works")
+	require.NoError(t, ag.Report(ctx, agent.StateUp, "agent", ""))
+	assert.Equal(t, provision.StateUp, nodeStatus(t, s.srv.Handler(), "n1").State)
+}
+
+// all returns a copy of the events published so far.
+func (l *eventLog) all() []events.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]events.Event(nil), l.evs...)
 }
