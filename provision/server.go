@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,8 +76,18 @@ type ServerConfig struct {
 	// channel, opened when Options.AgentTLS is set; "" means ":9874". It
 	// serves the same routes as HTTP, within the same connection caps.
 	AgentTLSAddr string
+	// BindAddrs, when not empty, are the only local addresses HTTP and the
+	// agents' TLS channel listen on: each address gets its own socket at
+	// the port of HTTPAddr (and of AgentTLSAddr), whose host part is then
+	// ignored. With port 0 the first address picks a free port and the
+	// others take the same one. Give the cluster address and loopback
+	// (127.0.0.1) so that clients on the server itself keep working;
+	// duplicates are dropped. Empty: HTTPAddr and AgentTLSAddr as they are
+	// (":9873" binds every address). TFTP listens on TFTPAddr alone.
+	BindAddrs []netip.Addr
 	// AgentTLSConfig is the HTTPS listener's TLS configuration; nil means
-	// Options.AgentTLS.ServerConfig for Addr, the host name and loopback.
+	// Options.AgentTLS.ServerConfig for Addr, BindAddrs, the host name and
+	// loopback.
 	AgentTLSConfig *tls.Config
 
 	// Interfaces are the cluster network interfaces DHCP answers on and
@@ -140,8 +152,8 @@ type Server struct {
 	listened bool
 	serving  bool
 	hs       *http.Server
-	httpLn   net.Listener
-	tlsLn    net.Listener // the agents' HTTPS listener, nil without AgentTLS
+	httpLns  []net.Listener // one per bind address; the first holds the caps
+	tlsLns   []net.Listener // the agents' HTTPS listeners, none without AgentTLS
 	ts       *tftp.Server
 	tconn    *net.UDPConn
 	ds       *dhcp.Server
@@ -232,25 +244,33 @@ func (s *Server) Listen() (err error) {
 			s.closeSockets()
 		}
 	}()
-	ln, err := net.Listen("tcp", s.cfg.HTTPAddr)
+	lns, err := listenTCP(s.cfg.HTTPAddr, s.cfg.BindAddrs)
 	if err != nil {
 		return fmt.Errorf("provision: HTTP: %w (another server on the port? set http port in wwboot.conf or --http-port)", err)
 	}
-	s.httpLn = ln
+	s.httpLns = lns
 	lim := s.httpLimits()
-	ll, err := newLimitListener(ln, lim.Max, lim.PerClient, lim.StallTimeout, s.log, s.cfg.Registry)
+	ll, err := newLimitListener(lns[0], lim.Max, lim.PerClient, lim.StallTimeout, s.log, s.cfg.Registry)
 	if err != nil {
-		_ = ln.Close()
-		s.httpLn = nil
 		return err
 	}
-	s.httpLn = ll
+	// Every socket counts against the same caps: a node's agent holds
+	// one connection, on whichever address or port.
+	s.httpLns[0] = ll
+	for i := 1; i < len(lns); i++ {
+		s.httpLns[i] = ll.share(lns[i])
+	}
 	if t := s.cfg.AgentTLS; t != nil {
 		tc := s.cfg.AgentTLSConfig
 		if tc == nil {
 			hosts := []string{"localhost", "127.0.0.1", "::1"}
 			if s.cfg.Addr.IsValid() {
 				hosts = append(hosts, s.cfg.Addr.String())
+			}
+			for _, a := range s.cfg.BindAddrs {
+				if !slices.Contains(hosts, a.WithZone("").String()) {
+					hosts = append(hosts, a.WithZone("").String())
+				}
 			}
 			if hn, err := os.Hostname(); err == nil {
 				hosts = append(hosts, hn)
@@ -263,13 +283,13 @@ func (s *Server) Listen() (err error) {
 		if addr == "" {
 			addr = ":" + strconv.Itoa(DefaultAgentTLSPort)
 		}
-		tln, err := net.Listen("tcp", addr)
+		tlns, err := listenTCP(addr, s.cfg.BindAddrs)
 		if err != nil {
 			return fmt.Errorf("provision: agent TLS: %w (another server on the port? set agent tls port in wwboot.conf)", err)
 		}
-		// The same caps as HTTP: a node's agent holds one connection,
-		// on either port.
-		s.tlsLn = tls.NewListener(ll.share(tln), tc)
+		for _, tln := range tlns {
+			s.tlsLns = append(s.tlsLns, tls.NewListener(ll.share(tln), tc))
+		}
 	}
 	s.hs = &http.Server{
 		Handler:           s.serve,
@@ -294,7 +314,7 @@ func (s *Server) Listen() (err error) {
 	if s.cfg.DHCP != DHCPOff {
 		h := s.cfg.DHCPHandler
 		if h == nil {
-			_, port, _ := net.SplitHostPort(s.httpLn.Addr().String())
+			_, port, _ := net.SplitHostPort(s.httpLns[0].Addr().String())
 			p, _ := strconv.ParseUint(port, 10, 16)
 			mode := dhcp.Full
 			if s.cfg.DHCP == DHCPProxy {
@@ -371,12 +391,54 @@ func (s *Server) httpLimits() ConnLimits {
 	return lim
 }
 
-func (s *Server) closeSockets() {
-	if s.httpLn != nil {
-		_ = s.httpLn.Close()
+// listenTCP opens the TCP listeners of addr ("host:port"): addr itself when
+// binds is empty, else one per address of binds at addr's port (port 0: the
+// first picks a free port, the others take it). On error it closes what it
+// opened; the error names the address that failed.
+func listenTCP(addr string, binds []netip.Addr) ([]net.Listener, error) {
+	if len(binds) == 0 {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return []net.Listener{ln}, nil
 	}
-	if s.tlsLn != nil {
-		_ = s.tlsLn.Close()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	var lns []net.Listener
+	seen := map[netip.Addr]bool{}
+	for _, a := range binds {
+		a = a.Unmap()
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort(a.String(), port))
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return nil, fmt.Errorf("%w: %s is not an address of this host (yet): give an address of the cluster interface, or start after the network is up", err, a)
+			}
+			return nil, err
+		}
+		if port == "0" {
+			_, port, _ = net.SplitHostPort(ln.Addr().String())
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+func (s *Server) closeSockets() {
+	for _, ln := range s.httpLns {
+		_ = ln.Close()
+	}
+	for _, ln := range s.tlsLns {
+		_ = ln.Close()
 	}
 	if s.tconn != nil {
 		_ = s.tconn.Close()
@@ -389,25 +451,60 @@ func (s *Server) closeSockets() {
 	}
 }
 
-// HTTPAddr returns the address HTTP listens on, nil before Listen.
+// HTTPAddr returns the address HTTP listens on (the first of BindAddrs's
+// sockets), nil before Listen.
 func (s *Server) HTTPAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.httpLn == nil {
+	if len(s.httpLns) == 0 {
 		return nil
 	}
-	return s.httpLn.Addr()
+	return s.httpLns[0].Addr()
 }
 
-// AgentTLSAddr returns the address the agents' HTTPS listener listens on,
-// nil without Options.AgentTLS or before Listen.
+// HTTPAddrs returns every address HTTP listens on, in BindAddrs's order;
+// nil before Listen.
+func (s *Server) HTTPAddrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return addrsOf(s.httpLns)
+}
+
+// AgentTLSAddr returns the address the agents' HTTPS listener listens on
+// (the first of BindAddrs's sockets), nil without Options.AgentTLS or
+// before Listen.
 func (s *Server) AgentTLSAddr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.tlsLn == nil {
+	if len(s.tlsLns) == 0 {
 		return nil
 	}
-	return s.tlsLn.Addr()
+	return s.tlsLns[0].Addr()
+}
+
+// AgentTLSAddrs returns every address the agents' HTTPS listener listens
+// on; nil without Options.AgentTLS or before Listen.
+func (s *Server) AgentTLSAddrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return addrsOf(s.tlsLns)
+}
+
+func addrsOf(lns []net.Listener) []net.Addr {
+	var as []net.Addr
+	for _, ln := range lns {
+		as = append(as, ln.Addr())
+	}
+	return as
+}
+
+// addrStrings returns the addresses of lns as strings, for logs.
+func addrStrings(lns []net.Listener) []string {
+	var ss []string
+	for _, ln := range lns {
+		ss = append(ss, ln.Addr().String())
+	}
+	return ss
 }
 
 // TFTPAddr returns the address TFTP listens on, nil without TFTP or before
@@ -441,7 +538,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("provision: Serve called twice")
 	}
 	s.serving = true
-	s.errc = make(chan error, 4+len(s.ras))
+	s.errc = make(chan error, 4+len(s.ras)+len(s.httpLns)+len(s.tlsLns))
 	s.mu.Unlock()
 
 	select {
@@ -458,15 +555,17 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
-	run("HTTP", func() error {
-		if err := s.hs.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	if s.tlsLn != nil {
+	for _, ln := range s.httpLns {
+		run("HTTP", func() error {
+			if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	for _, ln := range s.tlsLns {
 		run("HTTPS", func() error {
-			if err := s.hs.Serve(s.tlsLn); !errors.Is(err, http.ErrServerClosed) {
+			if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -486,11 +585,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Events != nil {
 		run("state watch", func() error { s.handler.WatchStates(s.inner, 0); return nil })
 	}
-	tlsAddr := ""
-	if s.tlsLn != nil {
-		tlsAddr = s.tlsLn.Addr().String()
+	tftpAddr := ""
+	if s.tconn != nil {
+		tftpAddr = s.tconn.LocalAddr().String()
 	}
-	s.log.Info("serving", "http", s.httpLn.Addr().String(), "agent_tls", tlsAddr, "tftp", s.cfg.TFTP, "dhcp", string(s.cfg.DHCP),
+	s.log.Info("serving", "http", addrStrings(s.httpLns), "agent_tls", addrStrings(s.tlsLns), "tftp", tftpAddr, "dhcp", string(s.cfg.DHCP),
 		"interfaces", s.cfg.Interfaces, "router_advertisements", len(s.ras))
 
 	wait := make(chan error, 1)

@@ -18,7 +18,9 @@ import (
 // defaultConfigText is the wwboot.conf that `wwboot init` writes; `wwboot
 // serve` reads it, and its flags override it.
 const defaultConfigText = `# wwboot server settings. Flags of 'wwboot serve' override these.
-# listen: the server's address on the cluster network (empty: the first address of interface)
+# listen: the server's IPv4 address on the cluster network (one address). HTTP, the agents' TLS port
+# and TFTP bind only it and 127.0.0.1 (local commands use that). Empty or 0.0.0.0: they bind every
+# address of this machine, and the server's address is the first address of interface
 listen: ""
 # interface: the cluster network interface DHCP answers on
 interface: ""
@@ -51,7 +53,9 @@ sysconfdir: ""
 
 // serveConfig is wwboot.conf: the settings of `wwboot serve`.
 type serveConfig struct {
-	// Listen is the server's address on the cluster network.
+	// Listen is the server's address on the cluster network, which HTTP,
+	// the TLS port and TFTP bind (with 127.0.0.1); "" or 0.0.0.0: every
+	// address (see parseListen, bindAddrs).
 	Listen string `yaml:"listen"`
 	// Interface is the cluster network interface.
 	Interface string `yaml:"interface"`
@@ -138,6 +142,9 @@ func (c *serveConfig) validate() error {
 	case "full", "proxy", "off":
 	default:
 		return fmt.Errorf("dhcp: %q: use full, proxy or off", c.DHCP)
+	}
+	if _, _, err := parseListen(c.Listen); err != nil {
+		return err
 	}
 	if c.HTTPPort <= 0 || c.HTTPPort > 65535 {
 		return fmt.Errorf("http port: %d: use a port number from 1 to 65535", c.HTTPPort)

@@ -94,7 +94,8 @@ in ROOT/ipxe; SIGTERM stops taking requests and lets transfers under way finish.
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.listen, "listen", "", "the server's IPv4 address on the cluster network (default: wwboot.conf's listen:, else the first address of --interface)")
+	fl.StringVar(&f.listen, "listen", "", "the server's IPv4 address on the cluster network; HTTP, the agents' TLS port and TFTP then bind only it and 127.0.0.1 "+
+		"(default: wwboot.conf's listen:; empty or 0.0.0.0: they bind every address, and the server's address is the first of --interface)")
 	fl.StringVar(&f.iface, "interface", "", "cluster network interface DHCP answers on (default: wwboot.conf's interface:)")
 	// The flags' own defaults are never used (a flag counts only when given),
 	// so they are zero and the usage names wwboot.conf's key instead.
@@ -265,6 +266,8 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	listen, _, _ := parseListen(cfg.Listen) // checked by serverAddr
+	binds, tftpAddr := bindAddrs(listen, loopbackUp())
 	srv, err := provision.NewServer(provision.ServerConfig{
 		Options: provision.Options{
 			Inventory: inv, Images: images, Overlays: overlays, Scripts: scripts, BootFS: boot,
@@ -275,6 +278,8 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 		Middleware:           parts.api.Wrap,
 		Addr:                 addr,
 		HTTPAddr:             ":" + strconv.Itoa(cfg.HTTPPort),
+		BindAddrs:            binds,
+		TFTPAddr:             tftpAddr,
 		Interfaces:           ifaces,
 		DHCP:                 mode,
 		Discoverer:           &provision.Discovery{Store: inv},
@@ -301,21 +306,77 @@ func serve(ctx context.Context, a *app, cfg serveConfig, ra bool) error {
 			}
 		}
 	}()
-	a.log.Info("wwboot serve", "root", a.root, "listen", srvIP, "interface", cfg.Interface, "dhcp", cfg.DHCP, "agent_tls", cfg.AgentTLS,
-		"tftp", cfg.TFTP, "http", srv.HTTPAddr().String(), "secure", cfg.Secure, "ipxe_binaries", len(binaries))
+	bound := "every address (listen: is empty)"
+	if len(binds) > 0 {
+		bound = fmt.Sprint(binds)
+	}
+	a.log.Info("wwboot serve", "root", a.root, "server_address", srvIP, "bound", bound, "interface", cfg.Interface, "dhcp", cfg.DHCP,
+		"agent_tls", cfg.AgentTLS, "tftp", cfg.TFTP, "http", fmt.Sprint(srv.HTTPAddrs()), "secure", cfg.Secure, "ipxe_binaries", len(binaries))
 	return srv.Serve(ctx)
+}
+
+// parseListen reads wwboot.conf's listen: (or --listen): one IPv4 address,
+// which the listeners then bind (specific true); "", "0.0.0.0" or "::" mean
+// every address (an invalid Addr, specific false).
+func parseListen(s string) (addr netip.Addr, specific bool, err error) {
+	if s == "" {
+		return addr, false, nil
+	}
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err == nil && a.IsUnspecified():
+		return addr, false, nil
+	case err != nil || !a.Is4():
+		return addr, false, fmt.Errorf("listen: %q: give one IPv4 address of this server on the cluster network (or leave it empty to bind every address)", s)
+	}
+	return a, true, nil
+}
+
+// bindAddrs returns what HTTP and the agents' TLS port bind
+// (provision.ServerConfig.BindAddrs) and TFTP's address for the listen
+// address: nothing and ":69" (every address) when listen is invalid; else
+// listen and, when loopback is up, 127.0.0.1 — so that wwboot status, node
+// status and the API clients, whose default is http://127.0.0.1:9873, keep
+// working on the server — and listen:69 (PXE firmware asks the next-server,
+// which is listen).
+func bindAddrs(listen netip.Addr, loopback bool) ([]netip.Addr, string) {
+	if !listen.IsValid() {
+		return nil, ":69"
+	}
+	binds := []netip.Addr{listen}
+	if lo := netip.AddrFrom4([4]byte{127, 0, 0, 1}); loopback && listen != lo {
+		binds = append(binds, lo)
+	}
+	return binds, netip.AddrPortFrom(listen, 69).String()
+}
+
+// loopbackUp says whether an up loopback interface carries 127.0.0.1 (a
+// fresh network namespace has lo down, where binding it would fail).
+func loopbackUp() bool {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return false
+	}
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagLoopback == 0 || ifi.Flags&net.FlagUp == 0 {
+			continue
+		}
+		as, _ := ifi.Addrs()
+		for _, a := range as {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.Equal(net.IPv4(127, 0, 0, 1)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serverAddr works out the server's address on the cluster network and its
 // netmask: --listen, else the first IPv4 address of --interface.
 func serverAddr(cfg serveConfig) (netip.Addr, string, error) {
-	var addr netip.Addr
-	if cfg.Listen != "" {
-		a, err := netip.ParseAddr(cfg.Listen)
-		if err != nil || !a.Is4() {
-			return addr, "", fmt.Errorf("serve: listen %q: give the server's IPv4 address on the cluster network", cfg.Listen)
-		}
-		addr = a
+	addr, _, err := parseListen(cfg.Listen)
+	if err != nil {
+		return addr, "", fmt.Errorf("serve: %w", err)
 	}
 	if cfg.Interface == "" {
 		if cfg.DHCP != "off" {
