@@ -436,6 +436,13 @@ func (h *Handler) pruneEnrollments(db *nodedb.DB) {
 	if last == db || !h.pruned.CompareAndSwap(last, db) {
 		return
 	}
+	// A request that took its snapshot before a newer one must not prune
+	// with it (it would drop a node added since): only the current one.
+	if s, ok := h.opts.Inventory.(Snapshotter); !ok {
+		return
+	} else if cur, err := s.Snapshot(context.Background()); err != nil || cur != db {
+		return
+	}
 	revoked, err := t.Prune(func(name string) bool { _, err := db.Node(name); return err == nil })
 	if err != nil {
 		h.log.Error("agent TLS: dropping the records of nodes gone from the inventory", "err", err)
