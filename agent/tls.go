@@ -125,12 +125,22 @@ func clientConfig(pool *x509.CertPool, cert tls.Certificate) *tls.Config {
 			for _, c := range cs.PeerCertificates[1:] {
 				inter.AddCert(c)
 			}
-			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
+			leaf := cs.PeerCertificates[0]
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
 				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-			if err != nil {
-				return fmt.Errorf("the server's certificate: %w (is /etc/wwboot/ca.crt this cluster's CA?)", err)
+			if err == nil {
+				return nil
 			}
-			return nil
+			if _, aerr := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); aerr == nil {
+				// The cluster CA signed it, but not for a server: a node's
+				// client certificate, presented by whoever answers here.
+				return fmt.Errorf("the server's certificate (subject %q) is signed by the cluster CA but is not a server "+
+					"certificate (its key usage is not server authentication; a node's certificate looks like this): something "+
+					"other than the wwboot server answers at this address, possibly a node impersonating it; not trusted: %w",
+					leaf.Subject.String(), err)
+			}
+			return fmt.Errorf("the server's certificate (subject %q): %w (is /etc/wwboot/ca.crt this cluster's CA?)", leaf.Subject.String(), err)
 		},
 	}
 }

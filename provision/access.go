@@ -15,12 +15,10 @@ import (
 // the provisioning network could use to ask for another node's files.
 // Nodes never need them; each node only asks for its own routes.
 //
-// A request is allowed when it comes from the server itself (a loopback
-// address, or the very address it arrived on: an attacker on the network
-// cannot open a TCP connection from either, the kernel drops such packets
-// as martians and the answers never leave the host), from one of Nets, or carries
-// "Authorization: Bearer TOKEN" with TOKEN equal to Token. The zero value
-// allows loopback only.
+// A request is allowed when it comes from the server itself (FromServer),
+// from one of Nets, or carries "Authorization: Bearer TOKEN" (the scheme
+// in any case, RFC 9110 section 11.1) with TOKEN equal to Token. The zero
+// value allows the server itself only.
 type Admin struct {
 	// Nets are the admin networks whose addresses may read the listings
 	// (wwboot.conf: admin networks). IPv4-mapped IPv6 clients match their
@@ -34,13 +32,12 @@ type Admin struct {
 
 // allowed reports whether r may read the listings.
 func (a Admin) allowed(r *http.Request) bool {
+	if FromServer(r) {
+		return true
+	}
 	if ap := remoteAddr(r); ap.IsValid() {
-		addr := ap.Addr()
-		if addr.IsLoopback() || addr == localAddr(r) {
-			return true
-		}
 		for _, p := range a.Nets {
-			if p.Contains(addr) {
+			if p.Contains(ap.Addr()) {
 				return true
 			}
 		}
@@ -48,8 +45,25 @@ func (a Admin) allowed(r *http.Request) bool {
 	if a.Token == "" {
 		return false
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(a.Token)) == 1
+	tok, ok := bearer(r)
+	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(a.Token)) == 1
+}
+
+// FromServer reports whether r came from the server's own machine: from a
+// loopback address, or from the very address it arrived on. An attacker
+// on the network cannot open a TCP connection from either: Linux drops a
+// packet from outside that claims one of the host's addresses or a
+// loopback one (martians; net.ipv4.conf.*.accept_local is 0 by default),
+// and the answer to a spoofed SYN would never leave the host. It is the
+// one rule of "the server itself" for the listings (Admin) and the API's
+// reads (TokenAuth).
+func FromServer(r *http.Request) bool {
+	ap := remoteAddr(r)
+	if !ap.IsValid() {
+		return false
+	}
+	addr := ap.Addr()
+	return addr.IsLoopback() || addr == localAddr(r)
 }
 
 // localAddr is the server's address the request arrived on (invalid when

@@ -188,6 +188,8 @@ func TestListingsAdminOnly(t *testing.T) {
 		}
 		code, body := do(attacker, srvURL+path, "Bearer "+token)
 		assert.Equal(t, http.StatusOK, code, "%s with the token", path)
+		code, _ = do(attacker, srvURL+path, "bearer "+token)
+		assert.Equal(t, http.StatusOK, code, "%s with the token, the scheme in lower case (RFC 9110 section 11.1)", path)
 		code, body2 := do(admin, srvURL+path, "")
 		assert.Equal(t, http.StatusOK, code, "%s from the admin network", path)
 		if path == "/status" {
@@ -222,7 +224,7 @@ func FuzzAdminHeader(f *testing.F) {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/ipxe/"+mac1, nil))
 	require.Equal(f, http.StatusOK, w.Code)
-	for _, s := range []string{"", "Bearer " + token, "Bearer " + token[:31], "bearer " + token, "Bearer  " + token + " ",
+	for _, s := range []string{"", "Bearer " + token, "Bearer " + token[:31], "bearer " + token, "BEARER " + token, "Bearer  " + token + " ",
 		"Basic " + token, "Bearer " + token + token, "Bearer \x00" + token} {
 		f.Add(s, "192.168.7.7:4000")
 		f.Add(s, "[::ffff:10.9.1.1]:4000")
@@ -235,8 +237,9 @@ func FuzzAdminHeader(f *testing.F) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		body := w.Body.String()
-		tok, isBearer := strings.CutPrefix(auth, "Bearer ")
-		byToken := isBearer && strings.TrimSpace(tok) == token
+		// The scheme is case-insensitive (RFC 9110 section 11.1).
+		scheme, tok, isBearer := strings.Cut(auth, " ")
+		byToken := isBearer && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(tok) == token
 		ap, err := netip.ParseAddrPort(remote)
 		byAddr := err == nil && (ap.Addr().Unmap().IsLoopback() || netip.MustParsePrefix("10.9.0.0/16").Contains(ap.Addr().Unmap()))
 		if w.Code == http.StatusOK && !byToken && !byAddr {

@@ -69,6 +69,11 @@ type APIOptions struct {
 	Status func() Status
 	// Power switches nodes.
 	Power PowerFunc
+	// Revoke drops a node's enrollment record (AgentTLS.Revoke, or
+	// RevokeEnrollments on the CA directory): every certificate of the node
+	// gets 401 and the node may enroll again. It reports whether the node
+	// had a record. Nil: POST /api/v1/nodes/{name}/revoke answers 501.
+	Revoke func(ctx context.Context, node string) (bool, error)
 	// Events is streamed at /api/v1/events.
 	Events *events.Bus
 	// Stream tunes the event stream.
@@ -139,6 +144,7 @@ func NewAPI(opts APIOptions) (*API, error) {
 		{"GET", "/api/v1/nodes", readAcc, a.listNodes},
 		{"GET", "/api/v1/nodes/{name}", readAcc, a.getNode},
 		{"POST", "/api/v1/nodes/{name}/power", changeAcc, a.powerNode},
+		{"POST", "/api/v1/nodes/{name}/revoke", changeAcc, a.revokeNode},
 		{"GET", "/api/v1/profiles", readAcc, a.listProfiles},
 		{"GET", "/api/v1/profiles/{name}", readAcc, a.getProfile},
 		{"POST", "/api/v1/profiles/{name}", changeAcc, a.createProfile},
@@ -440,6 +446,45 @@ func (a *API) powerNode(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Info("API: power", "node", name, "action", req.Action, "state", ans.State, "error", ans.Error, "client", r.RemoteAddr)
 	writeJSON(w, code, ans)
+}
+
+// RevokeAnswer is the answer of POST /api/v1/nodes/{name}/revoke.
+type RevokeAnswer struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Revoked says whether the node had an enrollment record (a current
+	// certificate); false: there was nothing to revoke.
+	Revoked bool `json:"revoked"`
+}
+
+// revokeNode revokes a node's agent certificates (admin token only): the
+// node's enrollment record goes, so every certificate of the node gets 401
+// and the node's agent enrolls again on its next request.
+func (a *API) revokeNode(w http.ResponseWriter, r *http.Request) {
+	name, ok := pathName(w, r, "node")
+	if !ok {
+		return
+	}
+	if a.opts.Revoke == nil {
+		writeAPIError(w, http.StatusNotImplemented, "this server has no agent TLS channel (wwboot.conf: agent tls: false): nothing to revoke")
+		return
+	}
+	db, ok := a.snapshot(w, r)
+	if !ok {
+		return
+	}
+	if _, err := db.Node(name); err != nil {
+		writeAPIError(w, http.StatusNotFound, fmt.Sprintf("node %s: %v (a node that left the inventory lost its certificate already)", name, err))
+		return
+	}
+	revoked, err := a.opts.Revoke(r.Context(), name)
+	if err != nil {
+		a.log.Error("API: revoke", "node", name, "err", err)
+		writeAPIError(w, http.StatusInternalServerError, fmt.Sprintf("node %s: %v", name, err))
+		return
+	}
+	a.log.Warn("API: revoked a node's certificates", "node", name, "had_record", revoked, "client", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, RevokeAnswer{Node: name, Revoked: revoked})
 }
 
 // Profile is a profile as the API shows it: its name and its raw record.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,7 @@ import (
 	"github.com/wwboot/wwboot/nodedb"
 	"github.com/wwboot/wwboot/power"
 	"github.com/wwboot/wwboot/provision"
+	"github.com/wwboot/wwboot/provision/netlab"
 )
 
 const apiToken = "0123456789abcdef0123456789abcdef"
@@ -107,6 +109,12 @@ func (l *apiLab) serveOn(t *testing.T, addr string) string {
 // call does one API request; token "" sends none.
 func call(t *testing.T, method, url, token, body string) (int, []byte) {
 	t.Helper()
+	return callWith(t, http.DefaultClient, method, url, token, body)
+}
+
+// callWith is call through client c.
+func callWith(t *testing.T, c *http.Client, method, url, token, body string) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -119,7 +127,7 @@ func call(t *testing.T, method, url, token, body string) (int, []byte) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -148,19 +156,43 @@ func nonLoopback(t *testing.T) string {
 func TestAPIAuth(t *testing.T) {
 	l := newAPILab(t)
 	local := l.serveOn(t, "127.0.0.1:0")
-	remote := l.serveOn(t, net.JoinHostPort(nonLoopback(t), "0"))
 	profile := `{"comment":"from the API"}`
+	// A real other machine: a client in its own network namespace.
+	netlab.Require(t)
+	srvNS, cliNS := netlab.NewNS(t), netlab.NewNS(t)
+	netlab.Veth(t, srvNS, "wwb0", netip.MustParsePrefix("10.97.0.1/24"), cliNS, "eth0", netip.MustParsePrefix("10.97.0.2/24"))
+	var ln net.Listener
+	require.NoError(t, srvNS.Do(func() (err error) { ln, err = net.Listen("tcp4", "0.0.0.0:9873"); return err }))
+	ts := httptest.NewUnstartedServer(l.srv)
+	ts.Listener.Close()
+	ts.Listener = ln
+	ts.Start()
+	t.Cleanup(ts.Close)
+	nsClient := func(ns *netlab.NS) *http.Client {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+				err = ns.Do(func() error { c, err = d.DialContext(ctx, network, addr); return err })
+				return c, err
+			}}}
+	}
+	const remote = "http://10.97.0.1:9873"
+	other := nsClient(cliNS)
+	callLocal := func(method, url, token, body string) int {
+		code, _ := call(t, method, url, token, body)
+		return code
+	}
 
 	// Loopback reads need no token; changes do, always.
-	code, _ := call(t, "GET", local+"/api/v1/nodes", "", "")
+	code := callLocal("GET", local+"/api/v1/nodes", "", "")
 	assert.Equal(t, http.StatusOK, code)
-	code, _ = call(t, "POST", local+"/api/v1/profiles/p1", "", profile)
+	code = callLocal("POST", local+"/api/v1/profiles/p1", "", profile)
 	assert.Equal(t, http.StatusUnauthorized, code)
-	code, _ = call(t, "POST", local+"/api/v1/profiles/p1", "wrong-token", profile)
+	code = callLocal("POST", local+"/api/v1/profiles/p1", "wrong-token", profile)
 	assert.Equal(t, http.StatusForbidden, code)
-	code, _ = call(t, "POST", local+"/api/v1/nodes/n1/power", "", `{"action":"on"}`)
+	code = callLocal("POST", local+"/api/v1/nodes/n1/power", "", `{"action":"on"}`)
 	assert.Equal(t, http.StatusUnauthorized, code)
-	code, _ = call(t, "GET", local+"/api/v1/overlays/hostname/render?node=n1&file=etc/hostname.ww", "", "")
+	code = callLocal("GET", local+"/api/v1/overlays/hostname/render?node=n1&file=etc/hostname.ww", "", "")
 	assert.Equal(t, http.StatusUnauthorized, code, "previews may show secrets: token even from loopback")
 	db, err := l.store.Snapshot(context.Background())
 	require.NoError(t, err)
@@ -168,23 +200,48 @@ func TestAPIAuth(t *testing.T) {
 	assert.Error(t, err, "a refused change changed nothing")
 	assert.Equal(t, power.StateOff, l.bmcs["n1"].state)
 
+	// The server's own machine is one rule for the listings and the API:
+	// loopback, or a connection from the server's own (non-loopback)
+	// address. Both get reads without a token; changes still need it.
+	srvClient := nsClient(srvNS)
+	for _, p := range []string{"/api/v1/nodes", "/status"} {
+		resp, err := srvClient.Get(remote + p)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "%s from the server's own address 10.97.0.1", p)
+	}
+	resp, err := srvClient.Post(remote+"/api/v1/profiles/p9", "application/json", strings.NewReader(profile))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "changes need the token, from the server too")
+	// The scheme of Authorization is case-insensitive (RFC 9110 section 11.1).
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, err := http.NewRequest("GET", remote+"/api/v1/nodes", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", scheme+" "+apiToken)
+		resp, err := other.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "scheme %q", scheme)
+	}
+
 	// From another address, reads need the token too.
 	for _, p := range []string{"/api/v1/nodes", "/api/v1/nodes/n1", "/api/v1/status", "/api/v1/profiles", "/api/v1/images", "/api/v1/overlays", "/api/v1/events"} {
-		code, _ = call(t, "GET", remote+p, "", "")
+		code, _ = callWith(t, other, "GET", remote+p, "", "")
 		assert.Equal(t, http.StatusUnauthorized, code, p)
-		code, _ = call(t, "GET", remote+p, "nope", "")
+		code, _ = callWith(t, other, "GET", remote+p, "nope", "")
 		assert.Equal(t, http.StatusForbidden, code, p)
 	}
-	code, body := call(t, "GET", remote+"/api/v1/nodes", apiToken, "")
+	code, body := callWith(t, other, "GET", remote+"/api/v1/nodes", apiToken, "")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, string(body), `"id": "n1"`)
-	code, _ = call(t, "GET", remote+"/api/v1/openapi.json", "", "")
+	code, _ = callWith(t, other, "GET", remote+"/api/v1/openapi.json", "", "")
 	assert.Equal(t, http.StatusOK, code, "the API's description is public")
 
 	// The token is accepted for changes.
-	code, _ = call(t, "POST", remote+"/api/v1/profiles/p1", apiToken, profile)
+	code, _ = callWith(t, other, "POST", remote+"/api/v1/profiles/p1", apiToken, profile)
 	assert.Equal(t, http.StatusCreated, code)
-	code, body = call(t, "POST", remote+"/api/v1/nodes/n1/power", apiToken, `{"action":"on"}`)
+	code, body = callWith(t, other, "POST", remote+"/api/v1/nodes/n1/power", apiToken, `{"action":"on"}`)
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, string(body), `"state": "on"`)
 	assert.Equal(t, power.StateOn, l.bmcs["n1"].state)
@@ -192,7 +249,7 @@ func TestAPIAuth(t *testing.T) {
 	// A server without a token refuses every change.
 	noTok, err := provision.NewAPI(provision.APIOptions{Store: l.store})
 	require.NoError(t, err)
-	ts := httptest.NewServer(noTok)
+	ts = httptest.NewServer(noTok)
 	defer ts.Close()
 	code, _ = call(t, "DELETE", ts.URL+"/api/v1/profiles/p1", "anything", "")
 	assert.Equal(t, http.StatusForbidden, code)

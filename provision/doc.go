@@ -40,7 +40,10 @@
 // Nothing is read from disk per request but the file served: the inventory,
 // image metadata and iPXE templates are held in memory by their stores, and
 // each node's rendered iPXE script is cached until the inventory snapshot
-// changes or Handler.Reload is called.
+// changes or Handler.Reload is called. With Options.AgentTLS, a request over
+// TLS (and the first boot-chain request after an enrollment) also stats the
+// node's enrollment record, so that a revocation from another process
+// (RevokeEnrollments) counts at once.
 //
 // # The runtime overlay
 //
@@ -62,9 +65,9 @@
 //
 // /status and /metrics name nodes, MACs and addresses, which would tell an
 // attacker which node files to ask for; nodes never need them. They answer
-// only the server itself (loopback, or a connection from the address it
-// arrived on), Options.Admin's networks, and its bearer token; everyone else
-// gets 403.
+// only the server itself (FromServer: loopback, or a connection from the
+// address it arrived on; the API's reads use the same rule),
+// Options.Admin's networks, and its bearer token; everyone else gets 403.
 //
 // Every request for a node's files (not its iPXE script) must carry the node's
 // asset key, when the node has one, as ?assetkey=KEY, which is how Warewulf's

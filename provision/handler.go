@@ -141,6 +141,8 @@ type Handler struct {
 
 	bases  sync.Map // netip.AddrPort (local address) -> *baseURL
 	nbases atomic.Int64
+
+	pruned atomic.Pointer[nodedb.DB] // the last snapshot AgentTLS.Prune saw
 }
 
 // baseURL is the server's address as a node reached it.
@@ -414,11 +416,40 @@ func (h *Handler) lookup(ctx context.Context, hw net.HardwareAddr) (*nodedb.DB, 
 		if err != nil {
 			return nil, nil, err
 		}
+		h.pruneEnrollments(db)
 		n, err := db.NodeByHW(ctx, hw)
 		return db, n, err
 	}
 	n, err := h.opts.Inventory.NodeByHW(ctx, hw)
 	return nil, n, err
+}
+
+// pruneEnrollments drops, once per new inventory snapshot, the enrollment
+// records of nodes that are not in it (deleted, renamed, or gone from a
+// hand edit of the inventory), so that no certificate outlives its node.
+func (h *Handler) pruneEnrollments(db *nodedb.DB) {
+	t := h.opts.AgentTLS
+	if t == nil || db == nil {
+		return
+	}
+	last := h.pruned.Load()
+	if last == db || !h.pruned.CompareAndSwap(last, db) {
+		return
+	}
+	// A request that took its snapshot before a newer one must not prune
+	// with it (it would drop a node added since): only the current one.
+	if s, ok := h.opts.Inventory.(Snapshotter); !ok {
+		return
+	} else if cur, err := s.Snapshot(context.Background()); err != nil || cur != db {
+		return
+	}
+	revoked, err := t.Prune(func(name string) bool { _, err := db.Node(name); return err == nil })
+	if err != nil {
+		h.log.Error("agent TLS: dropping the records of nodes gone from the inventory", "err", err)
+	}
+	if len(revoked) > 0 {
+		h.log.Info("agent TLS: nodes left the inventory; their certificates are revoked", "nodes", revoked)
+	}
 }
 
 // serveNode answers a node's request for stage.
@@ -500,24 +531,36 @@ func (h *Handler) nodeAllowed(r *http.Request, node *nodedb.Node) (reason, msg s
 		return RefusedTLSOnly, fmt.Sprintf("the runtime overlay goes only over TLS (port %d), to the node agent "+
 			"(wwboot-agent) once it enrolled; iPXE and plain HTTP do not get it", t.Port)
 	}
-	return h.plainAllowed(r, node)
+	return h.plainAllowed(r, node, whatRuntime)
 }
 
+// What plainAllowed's messages say is refused.
+const (
+	whatRuntime = "the runtime overlay goes"
+	whatReport  = "a node's report is taken"
+	whatEnroll  = "an enrollment (POST /agent/enroll/{mac}) is taken"
+)
+
 // plainAllowed checks a node's request over plain HTTP: the asset key,
-// then runtimeAllowed.
-func (h *Handler) plainAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
+// then runtimeAllowed. what names the request in the refusal message
+// (whatRuntime, whatReport, whatEnroll). Every other check of a node's
+// request comes after these, so that a refusal tells a caller who is not
+// the node nothing about the node's state.
+func (h *Handler) plainAllowed(r *http.Request, node *nodedb.Node, what string) (reason, msg string) {
 	if node.AssetKey != "" &&
 		subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("assetkey")), []byte(node.AssetKey)) != 1 {
 		return RefusedAssetKey, "wrong or missing asset key (?assetkey=)"
 	}
-	return h.runtimeAllowed(r, node)
+	return h.runtimeAllowed(r, node, what)
 }
 
-// runtimeAllowed checks that a runtime overlay request comes from its node.
-func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node) (reason, msg string) {
+// runtimeAllowed checks that a request comes from its node: a privileged
+// source port (unless InsecurePorts) and one of the node's addresses
+// (unless AnySourceAddr).
+func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node, what string) (reason, msg string) {
 	ap := remoteAddr(r)
 	if !h.opts.InsecurePorts && (!ap.IsValid() || ap.Port() >= 1024) {
-		return RefusedPort, "the runtime overlay goes only to a privileged source port (below 1024)"
+		return RefusedPort, what + " only from a privileged source port (below 1024), which only root on the node can bind"
 	}
 	if !h.opts.AnySourceAddr {
 		for _, a := range nodeAddrs(node) {
@@ -525,7 +568,7 @@ func (h *Handler) runtimeAllowed(r *http.Request, node *nodedb.Node) (reason, ms
 				return "", ""
 			}
 		}
-		return RefusedAddress, "the runtime overlay goes only to the node's own address"
+		return RefusedAddress, what + " only from the node's own address (its network devices' addresses in the inventory)"
 	}
 	return "", ""
 }

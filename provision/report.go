@@ -95,11 +95,15 @@ func (h *Handler) serveReport(w *recorder, r *http.Request) {
 		return
 	}
 	w.node = node.ID
-	reason, msg := h.plainAllowed(r, node)
-	if t := h.opts.AgentTLS; t != nil {
+	var reason, msg string
+	if r.TLS != nil && h.opts.AgentTLS != nil {
+		reason, msg = h.opts.AgentTLS.certAllowed(r.TLS, node)
+	} else {
+		// The address and port first: the node's state is for the node.
+		reason, msg = h.plainAllowed(r, node, whatReport)
+	}
+	if t := h.opts.AgentTLS; t != nil && reason == "" && r.TLS == nil {
 		switch {
-		case r.TLS != nil:
-			reason, msg = t.certAllowed(r.TLS, node)
 		case t.enrolledThisBoot(node.ID):
 			// /init's early reports come before the agent enrolls.
 			reason, msg = RefusedEnrolled, fmt.Sprintf("node %s enrolled in this boot: its reports go over TLS (port %d) "+

@@ -675,6 +675,10 @@ func TestAgentChecksTheServer(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "the server's certificate")
 	assert.Contains(t, err.Error(), "usage")
+	assert.Contains(t, err.Error(), `subject "CN=n1"`, "the message names the certificate presented")
+	assert.Contains(t, err.Error(), "is not a server certificate")
+	assert.Contains(t, err.Error(), "impersonat")
+	assert.NotContains(t, err.Error(), "is /etc/wwboot/ca.crt this cluster's CA?", "the CA file is right; the server is not")
 }
 
 // TestAgentsOfOneBootShareTheEnrollment: agent processes of one boot (the

@@ -159,8 +159,17 @@ func (a *app) newAPIParts(cfg serveConfig, inv *nodedb.FileStore, images *image.
 	}
 	p := &apiParts{bus: events.NewBus(events.Options{Capacity: cfg.Events.Keep})}
 	p.disp = &events.Dispatcher{Bus: p.bus, Hooks: hooks, Concurrency: cfg.Events.Concurrency, Log: a.log}
+	var revoke func(context.Context, string) (bool, error)
+	if cfg.AgentTLS {
+		// The file is the truth: the server checks it on every TLS request.
+		revoke = func(_ context.Context, node string) (bool, error) {
+			r, err := provision.RevokeEnrollments(a.path("tls"), node)
+			return len(r) > 0, err
+		}
+	}
 	p.api, err = provision.NewAPI(provision.APIOptions{
-		Store: inv, Images: images, Overlays: overlays, Events: p.bus,
+		Revoke: revoke,
+		Store:  inv, Images: images, Overlays: overlays, Events: p.bus,
 		Auth: provision.TokenAuth{Token: tok}, Logger: a.log,
 		Power: func(ctx context.Context, node, action string) (string, error) {
 			act, err := power.ParseAction(action)

@@ -57,9 +57,9 @@ func addCompletions(a *app, root *cobra.Command) {
 	}{
 		"node show": {nodes, false}, "node set": {nodes, false}, "node unset": {nodes, false},
 		"node delete": {nodes, false}, "node status": {nodes, false}, "node console": {nodes, true},
+		"node revoke": {nodes, false}, "profile delete": {profiles, false},
 		"profile show": {profiles, false}, "profile set": {profiles, false}, "profile unset": {profiles, false},
-		"profile delete": {profiles, false},
-		"overlay show":   {overlays, true}, "overlay info": {overlays, true}, "overlay edit": {overlays, true},
+		"overlay show": {overlays, true}, "overlay info": {overlays, true}, "overlay edit": {overlays, true},
 		"overlay delete": {overlays, true}, "overlay mkdir": {overlays, true}, "overlay import": {overlays, true},
 		"overlay chmod": {overlays, true}, "overlay chown": {overlays, true},
 		"overlay files": {nodes, true}, "overlay render": {nodes, true}, "overlay build": {nodes, false},

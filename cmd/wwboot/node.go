@@ -19,6 +19,7 @@ func newNodeCmd(a *app) *cobra.Command {
 	cmd.AddCommand(newNodeImportCmd(a))
 	cmd.AddCommand(newNodeCheckCmd(a))
 	cmd.AddCommand(newNodeStatusCmd(a))
+	cmd.AddCommand(newNodeRevokeCmd(a))
 	return cmd
 }
 
@@ -169,11 +170,25 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 		Short:   "Delete " + k.name + "s",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.updateEach(cmd.Context(), k, args, "deleted", func(recs map[string]*nodedb.Record, name string) error {
+			var deleted []string
+			err := a.updateEach(cmd.Context(), k, args, "deleted", func(recs map[string]*nodedb.Record, name string) error {
 				delete(recs, name)
+				deleted = append(deleted, name)
 				return nil
 			})
+			if err != nil || !isNode {
+				return err
+			}
+			_, err = a.revokeNodes(deleted)
+			return err
 		},
+	}
+	if isNode {
+		del.Long = `Deletes nodes from the inventory. Their agent certificates are revoked with them (their enrollment
+records in ROOT/tls/nodes go): a node added again under the same name enrolls anew, and the old
+certificate gets nothing. The nodes' SSH host keys (ROOT/keys/nodes/NAME) stay, so that a node deleted
+and added again keeps its host identity (no changed-host-key warnings from ssh); remove that directory
+to retire the name for good.`
 	}
 	return []*cobra.Command{list, show, add, set, unsetCmd, del}
 }
