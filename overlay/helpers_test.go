@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -103,4 +105,14 @@ func unpack(t testing.TB, a *Archive) (map[string]entry, []string) {
 		order = append(order, rec.Name)
 	}
 	return out, order
+}
+
+// openTempDir is t.TempDir opened to others (its parent is 0700),
+// for files a template includes that must not count as hidden (hiddenIn).
+func openTempDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
+	return dir
 }

@@ -1,6 +1,9 @@
 package overlay
 
-import "bytes"
+import (
+	"bytes"
+	"path"
+)
 
 // privateKeyMarker ends the first line of every PEM and OpenSSH private key
 // ("-----BEGIN OPENSSH PRIVATE KEY-----", "... RSA PRIVATE KEY-----",
@@ -48,4 +51,53 @@ func (a *Archive) Private() []string {
 		}
 	}
 	return out
+}
+
+// redactedNode returns n with its secrets replaced by stand-in: the BMC
+// password, and the asset key unless keepAsset (a node's own asset key may
+// go in its own system overlay, which is served only to requests carrying
+// it; another node's may not). n itself is not changed.
+func redactedNode(n *Node, standIn string, keepAsset bool) *Node {
+	hasPW := n.Ipmi != nil && n.Ipmi.Password != ""
+	hasAsset := !keepAsset && n.AssetKey != ""
+	if !hasPW && !hasAsset {
+		return n
+	}
+	c := *n
+	if hasPW {
+		ipmi := *n.Ipmi
+		ipmi.Password = standIn
+		c.Ipmi = &ipmi
+	}
+	if hasAsset {
+		c.AssetKey = standIn
+	}
+	return &c
+}
+
+// markHidden marks private the static regular files under a directory of
+// the overlay that others may not enter (mode without o+x, like Debian's
+// /etc/ssl/private): on the node only the owner reaches them, so they are
+// the node's secrets whatever their own mode.
+func markHidden(dirs, files []*record) {
+	closed := map[string]bool{}
+	for _, d := range dirs {
+		if d.mode&0o001 == 0 {
+			closed[d.path] = true
+		}
+	}
+	if len(closed) == 0 {
+		return
+	}
+	for _, f := range files {
+		if f.mode&0o170000 != sIFREG {
+			continue
+		}
+		for d := path.Dir(f.path); d != "." && d != "/"; d = path.Dir(d) {
+			if closed[d] {
+				f.private = true
+				break
+			}
+		}
+	}
 }

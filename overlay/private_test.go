@@ -24,8 +24,13 @@ func TestArchivePrivate(t *testing.T) {
 	site := t.TempDir()
 	secretFile := filepath.Join(t.TempDir(), "munge.key")
 	require.NoError(t, os.WriteFile(secretFile, []byte("\x01\x02binary munge key"), 0o400))
-	pub := filepath.Join(t.TempDir(), "motd")
+	pubDir := openTempDir(t) // t.TempDir is 0700, which hides what is in it
+	pub := filepath.Join(pubDir, "motd")
 	require.NoError(t, os.WriteFile(pub, []byte("welcome\n"), 0o644))
+	hiddenDir := t.TempDir()
+	require.NoError(t, os.Chmod(hiddenDir, 0o700)) // a 0644 file in it is its owner's alone
+	hidden := filepath.Join(hiddenDir, "token")
+	require.NoError(t, os.WriteFile(hidden, []byte("site token\n"), 0o644))
 	write := func(rel, text string, mode os.FileMode) {
 		p := filepath.Join(site, "secrets", "rootfs", rel)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
@@ -37,6 +42,9 @@ func TestArchivePrivate(t *testing.T) {
 	write("etc/static.secret", "not for others", 0o600)
 	write("etc/pasted.ww", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n", 0o644)
 	write("etc/plain.conf", "x=1\n", 0o644)
+	write("etc/token.ww", `{{ Include "`+hidden+`" }}`, 0o644)
+	write("etc/ssl/private/site.pem", "a key in a closed directory\n", 0o644)
+	require.NoError(t, os.Chmod(filepath.Join(site, "secrets", "rootfs", "etc/ssl/private"), 0o700))
 
 	db := testDB(t, testConfig(1))
 	n, err := db.Node("n00001")
@@ -51,8 +59,8 @@ func TestArchivePrivate(t *testing.T) {
 	m, _ := unpack(t, a)
 	require.Contains(t, m, "etc/NetworkManager/system-connections/wwboot-default.nmconnection")
 	assert.Equal(t, uint64(0o600), m["etc/NetworkManager/system-connections/wwboot-default.nmconnection"].mode&0o777)
-	assert.ElementsMatch(t, []string{"etc/ssh/ssh_host_ed25519_key", "etc/munge/munge.key", "etc/static.secret", "etc/pasted"},
-		a.Private())
+	assert.ElementsMatch(t, []string{"etc/ssh/ssh_host_ed25519_key", "etc/munge/munge.key", "etc/static.secret", "etc/pasted",
+		"etc/token", "etc/ssl/private/site.pem"}, a.Private())
 
 	r2 := newTestRenderer(t, func(o *Options) { o.DefaultSystem = []string{"wwinit", "hostname", "NetworkManager"} })
 	a, err = r2.Render(ctx, db, n, System)
@@ -104,20 +112,44 @@ func TestArchivePrivateRenderedSecrets(t *testing.T) {
 	write("etc/bmc-printf.ww", `{{ printf "%v" .Ipmi }}`+"\n")
 	write("etc/munge.key.ww", `{{ Include "`+secretFile+`" }}`)
 	write("etc/bmc-addr.ww", "BMC={{ .Ipmi.Ipaddr }} USER={{ .Ipmi.UserName }}\n")
+	// Every node's secrets, without naming a Password field: a template
+	// reading only .AllNodes is rendered once for all nodes.
+	write("etc/all.json.ww", "{{ toJson .AllNodes }}\n")
+	write("etc/all-ipmi.ww", `{{ range .AllNodes }}{{ printf "%v" .Ipmi }} {{ end }}`+"\n")
+	write("etc/first.json.ww", "{{ (index .AllNodes 1).Ipmi | toJson }}\n")
+	write("etc/dump.json.ww", "{{ toJson . }}\n")
+	// A transformed secret is not caught as such, but what it transforms
+	// in a system render is the stand-in, never the password.
+	write("etc/b64.ww", "{{ toJson .Ipmi | b64enc }}\n")
 
-	cfg := testConfig(1)
+	cfg := testConfig(2)
 	cfg.Nodes["n00001"].Ipmi = &nodedb.IPMI{UserName: "admin", Password: "S3cretBMC!", Ipaddr: "10.99.0.1"}
+	cfg.Nodes["n00002"].Ipmi = &nodedb.IPMI{UserName: "admin", Password: "Other2BMC", Ipaddr: "10.99.0.2"}
+	cfg.Nodes["n00002"].AssetKey = "AssetK3y"
 	db := testDB(t, cfg)
 	n, err := db.Node("n00001")
 	require.NoError(t, err)
 	r := newTestRenderer(t, func(o *Options) {
 		o.SiteDir = site
 		o.DefaultSystem = []string{"bmc"}
+		o.DefaultRuntime = []string{"bmc"}
 	})
 	a, err := r.Render(ctx, db, n, System)
 	require.NoError(t, err)
 	m, _ := unpack(t, a)
-	require.Contains(t, m["etc/bmc.json"].data, "S3cretBMC!", "the value check has something to find")
-	assert.ElementsMatch(t, []string{"etc/bmc.conf", "etc/bmc-with", "etc/bmc-root", "etc/bmc.json", "etc/bmc-printf", "etc/munge.key"},
-		a.Private())
+	require.Contains(t, m, "etc/all.json")
+	for p, e := range m {
+		for _, secret := range []string{"S3cretBMC!", "Other2BMC", "AssetK3y"} {
+			assert.NotContains(t, e.data, secret, "%s of a system overlay carries a secret", p)
+		}
+	}
+	assert.ElementsMatch(t, []string{"etc/bmc.conf", "etc/bmc-with", "etc/bmc-root", "etc/bmc.json", "etc/bmc-printf", "etc/munge.key",
+		"etc/all.json", "etc/all-ipmi", "etc/first.json", "etc/dump.json"}, a.Private())
+
+	// The runtime overlay goes to the node alone: it gets its real values.
+	a, err = r.Render(ctx, db, n, Runtime)
+	require.NoError(t, err)
+	m, _ = unpack(t, a)
+	assert.Contains(t, m["etc/bmc.conf"].data, "IPMI_PASSWORD=S3cretBMC!")
+	assert.Contains(t, m["etc/all.json"].data, "Other2BMC")
 }

@@ -98,6 +98,12 @@ type Renderer struct {
 	sharedKeys *hostKeys // KeyDir/shared, for Include "keys/..." (Warewulf's cluster-wide keys)
 	gz         *gzipPool
 	serverHash string
+	// redacted stands in for every secret of the inventory (BMC
+	// passwords, other nodes' asset keys) in the data of system overlay
+	// renders, which anyone may fetch: the real values never enter them,
+	// and an output that contains the stand-in is private (redactedData).
+	redacted  string
+	redactedB []byte // redacted, for bytes.Contains
 
 	mu         sync.Mutex
 	overlays   map[string]*overlayCache
@@ -141,7 +147,12 @@ func New(opts Options) (*Renderer, error) {
 	}
 	sh, _ := json.Marshal(opts.Server)
 	sum := sha256.Sum256(sh)
+	var nonce [12]byte
+	rand.Read(nonce[:])
+	redacted := "wwboot-redacted-secret-" + hex.EncodeToString(nonce[:])
 	return &Renderer{
+		redacted:   redacted,
+		redactedB:  []byte(redacted),
 		opts:       opts,
 		log:        log,
 		keys:       &hostKeys{dir: opts.KeyDir, shared: opts.SharedHostKeys, rsa: opts.RSABits, types: opts.Server.Ssh.KeyTypes},
@@ -324,6 +335,7 @@ func (r *Renderer) buildLayout(key string, names []string, ovs []*Overlay) (*lay
 		}
 		l.layers[p] = w.layer
 	}
+	markHidden(dirs, files)
 	recs := withParents(append(dirs, files...), nil, l.layers, len(ovs))
 	if err := checkTree(recs, nil); err != nil {
 		return nil, fmt.Errorf("overlays %v: %w (one overlay has a file where another has a directory)", names, err)
@@ -397,6 +409,28 @@ type invEntry struct {
 	once sync.Once
 	hash string
 	all  []*Node
+
+	sysOnce sync.Once
+	sysAll  []*Node // all with their secrets redacted, for system overlays
+}
+
+// allFor returns the inventory's nodes as templates of kind see them: for
+// system overlays with every secret replaced by r.redacted (built once per
+// inventory).
+func (r *Renderer) allFor(inv *invEntry, kind Kind) []*Node {
+	if inv == nil {
+		return nil
+	}
+	if kind != System {
+		return inv.all
+	}
+	inv.sysOnce.Do(func() {
+		inv.sysAll = make([]*Node, len(inv.all))
+		for i, n := range inv.all {
+			inv.sysAll[i] = redactedNode(n, r.redacted, false)
+		}
+	})
+	return inv.sysAll
 }
 
 func (r *Renderer) inventory(db *nodedb.DB) *invEntry {
@@ -521,7 +555,7 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 	}
 	var shared *sharedEntry
 	if len(l.shared) > 0 {
-		if shared, err = r.sharedPart(l, inv); err != nil {
+		if shared, err = r.sharedPart(l, inv, kind); err != nil {
 			return nil, fmt.Errorf("node %s, %s overlays %v: %w", node.ID, kind, names, err)
 		}
 		h.Write(shared.seg.sum[:])
@@ -564,28 +598,31 @@ func (r *Renderer) Render(ctx context.Context, db *nodedb.DB, node *nodedb.Node,
 }
 
 // sharedPart returns the layout's shared member for inventory inv.
-func (r *Renderer) sharedPart(l *layout, inv *invEntry) (*sharedEntry, error) {
+func (r *Renderer) sharedPart(l *layout, inv *invEntry, kind Kind) (*sharedEntry, error) {
 	invKey := ""
 	if l.sharedInv {
 		invKey = inv.hash
 	}
+	// System and runtime renders of one overlay list see different data
+	// (allFor), so they are cached apart.
+	sk := l.key + "\x00" + string(kind)
 	r.mu.Lock()
-	e := r.shared[l.key]
+	e := r.shared[sk]
 	r.mu.Unlock()
 	if e != nil && e.inv == invKey && r.fresh(&e.stamped) {
 		return e, e.err
 	}
-	v, _, _ := r.sf.Do("shared\x00"+l.key+"\x00"+invKey, func() (any, error) {
+	v, _, _ := r.sf.Do("shared\x00"+sk+"\x00"+invKey, func() (any, error) {
 		r.mu.Lock()
-		e := r.shared[l.key]
+		e := r.shared[sk]
 		r.mu.Unlock()
 		if e != nil && e.inv == invKey && stampsValid(e.stamps) {
 			return e, nil
 		}
-		e = r.renderShared(l, inv, invKey)
+		e = r.renderShared(l, inv, invKey, kind)
 		e.checked.Store(r.now().UnixNano())
 		r.mu.Lock()
-		r.shared[l.key] = e
+		r.shared[sk] = e
 		r.mu.Unlock()
 		return e, nil
 	})
@@ -593,14 +630,10 @@ func (r *Renderer) sharedPart(l *layout, inv *invEntry) (*sharedEntry, error) {
 	return e, e.err
 }
 
-func (r *Renderer) renderShared(l *layout, inv *invEntry, invKey string) *sharedEntry {
+func (r *Renderer) renderShared(l *layout, inv *invEntry, invKey string, kind Kind) *sharedEntry {
 	r.sharedRenders.Add(1)
 	e := &sharedEntry{inv: invKey}
-	var all []*Node
-	if inv != nil {
-		all = inv.all
-	}
-	data := r.opts.Server.newData(nil, all, r.now())
+	data := r.opts.Server.newData(nil, r.allFor(inv, kind), r.now())
 	outs, stamps, err := r.execAll(l.shared, data, "")
 	if err != nil {
 		e.err = err
@@ -690,14 +723,18 @@ func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output,
 	if err != nil {
 		return nil, st.reads, &TemplateError{Overlay: ref.o.Name, File: f.Path, Node: node, Err: err}
 	}
-	// The BMC password however the template reached it (toJson .Ipmi,
-	// index, printf): a value check behind the analysis of secretField.
+	// A secret however the template reached it (toJson .AllNodes,
+	// index, printf): in system renders every secret is r.redacted
+	// (allFor, redactedNode); in runtime renders the node's own BMC
+	// password is looked for. A value check behind the analysis of
+	// secretField.
 	var pw []byte
 	if n := data.Node; node != "" && n != nil && n.Ipmi != nil && len(n.Ipmi.Password) >= minSecretLen {
 		pw = []byte(n.Ipmi.Password)
 	}
 	for i := range outs {
-		outs[i].secret = st.secret || (pw != nil && bytes.Contains(outs[i].data, pw))
+		outs[i].secret = st.secret || bytes.Contains(outs[i].data, r.redactedB) ||
+			(pw != nil && bytes.Contains(outs[i].data, pw))
 	}
 	return outs, st.reads, nil
 }
@@ -706,12 +743,11 @@ func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output,
 // shared member and the node's own member.
 func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, node *nodedb.Node, kind Kind) (*Archive, []fileStamp, error) {
 	r.renders.Add(1)
-	var all []*Node
-	if inv != nil {
-		all = inv.all
-	}
 	nd := NodeData(node)
-	data := r.opts.Server.newData(nd, all, r.now())
+	if kind == System {
+		nd = redactedNode(nd, r.redacted, true)
+	}
+	data := r.opts.Server.newData(nd, r.allFor(inv, kind), r.now())
 	outs, stamps, err := r.execAll(l.perNode, data, node.ID)
 	if err != nil {
 		return nil, stamps, err

@@ -98,7 +98,7 @@ func TestWWClientDeliversTheAgent(t *testing.T) {
 // and node.conf names the TLS URL; with it off, neither is there.
 func TestWWClientCarriesTheClusterCA(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := openTempDir(t)
 	bin := filepath.Join(dir, "wwboot-agent")
 	require.NoError(t, os.WriteFile(bin, []byte("agent"), 0o755))
 	ca := filepath.Join(dir, "ca.crt")

@@ -56,7 +56,10 @@ type CA struct {
 	pem  []byte
 }
 
-// OpenCA opens the CA kept in dir, creating the directory (0700), the key
+// OpenCA opens the CA kept in dir, creating the directory (0755: the
+// certificate in it is public and the wwclient overlay includes it, while a
+// 0700 directory would make every file in it a secret of overlay rendering;
+// a 0700 one from an earlier version is opened up), the key
 // (0600) and the certificate (CN "wwboot cluster CA CLUSTER", valid
 // CAValidity) when they are missing. The key and the certificate are one
 // unit: the key is written first, and a key found without its certificate
@@ -65,7 +68,10 @@ type CA struct {
 // file, fsync, link or rename, fsync of the directory), and two processes
 // creating the CA at once end up with the same one.
 func OpenCA(dir, cluster string, now time.Time) (*CA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cluster CA: %w", err)
 	}
 	keyPath, certPath := filepath.Join(dir, CAKeyFile), filepath.Join(dir, CACertFile)

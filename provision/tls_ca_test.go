@@ -58,7 +58,7 @@ func TestCAIsCreatedOnceAtomically(t *testing.T) {
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	fi, err = os.Stat(dir)
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm(), "ca.crt is public (the wwclient overlay includes it); ca.key is 0600 itself")
 	ents, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	var names []string
