@@ -452,6 +452,39 @@ func (h *Handler) pruneEnrollments(db *nodedb.DB) {
 	}
 }
 
+// WatchInventory looks for a new inventory snapshot every interval (0:
+// Options.WatchInterval, or DefaultWatchInterval) until ctx ends, and drops
+// the enrollment records of nodes that are no longer in it (see
+// pruneEnrollments), so that a node removed by a hand edit of nodes.conf
+// loses its certificate within about interval plus the inventory's own
+// check interval (nodedb.CheckInterval, a second), though no request
+// arrives. It returns at once without Options.AgentTLS or an Inventory
+// that is a Snapshotter. Server.Serve runs it.
+func (h *Handler) WatchInventory(ctx context.Context, interval time.Duration) {
+	s, ok := h.opts.Inventory.(Snapshotter)
+	if h.opts.AgentTLS == nil || !ok {
+		return
+	}
+	if interval <= 0 {
+		interval = h.opts.WatchInterval
+	}
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if db, err := s.Snapshot(ctx); err == nil {
+			h.pruneEnrollments(db)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // serveNode answers a node's request for stage.
 func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) {
 	hw, err := ParseMAC(macStr)
