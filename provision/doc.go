@@ -69,10 +69,13 @@
 // address it arrived on; the API's reads use the same rule),
 // Options.Admin's networks, and its bearer token; everyone else gets 403.
 //
-// Every request for a node's files (not its iPXE script) must carry the node's
+// Every boot-chain request for a node's files must carry the node's
 // asset key, when the node has one, as ?assetkey=KEY, which is how Warewulf's
 // templates pass iPXE's ${asset} (the machine's SMBIOS asset tag). wwboot's
-// default script adds it to its URLs for such nodes.
+// default script adds it to its URLs for such nodes. A request for the iPXE
+// script with no ?assetkey= at all gets a script that asks again with
+// ${asset} (wwboot's DHCP URL carries none); a wrong key gets 403. Neither
+// counts as the node's request: no status, no event, no new enrollment.
 //
 // The node agent (package agent) keeps the runtime overlay current with a
 // long-poll: GET /overlay/runtime/{mac}?wait=SECONDS (at most 300) with

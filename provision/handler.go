@@ -452,6 +452,39 @@ func (h *Handler) pruneEnrollments(db *nodedb.DB) {
 	}
 }
 
+// WatchInventory looks for a new inventory snapshot every interval (0:
+// Options.WatchInterval, or DefaultWatchInterval) until ctx ends, and drops
+// the enrollment records of nodes that are no longer in it (see
+// pruneEnrollments), so that a node removed by a hand edit of nodes.conf
+// loses its certificate within about interval plus the inventory's own
+// check interval (nodedb.CheckInterval, a second), though no request
+// arrives. It returns at once without Options.AgentTLS or an Inventory
+// that is a Snapshotter. Server.Serve runs it.
+func (h *Handler) WatchInventory(ctx context.Context, interval time.Duration) {
+	s, ok := h.opts.Inventory.(Snapshotter)
+	if h.opts.AgentTLS == nil || !ok {
+		return
+	}
+	if interval <= 0 {
+		interval = h.opts.WatchInterval
+	}
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if db, err := s.Snapshot(ctx); err == nil {
+			h.pruneEnrollments(db)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // serveNode answers a node's request for stage.
 func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) {
 	hw, err := ParseMAC(macStr)
@@ -483,8 +516,16 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 	}
 	w.node = node.ID
 
-	if stage != StageIPXE && stage != StageRuntime && node.AssetKey != "" &&
+	if stage != StageRuntime && node.AssetKey != "" &&
 		subtle.ConstantTimeCompare([]byte(q.Get("assetkey")), []byte(node.AssetKey)) != 1 {
+		// Not the node's request (the runtime overlay checks the key in
+		// nodeAllowed): the node's status, its events and its enrollment
+		// stay as they are.
+		w.hwaddr = ""
+		if stage == StageIPXE && !q.Has("assetkey") {
+			h.serveAssetChain(w, r, hw)
+			return
+		}
 		h.refuse(w, r, node, stage, RefusedAssetKey, "wrong or missing asset key (?assetkey=)")
 		return
 	}
@@ -732,6 +773,25 @@ func (h *Handler) scriptData(node *nodedb.Node, hw net.HardwareAddr, host, port,
 	}
 	d.Complete()
 	return d
+}
+
+// serveAssetChain answers a request for the iPXE script of a node that has
+// an asset key when the request carries none (?assetkey= absent): a script
+// that asks again with the machine's asset tag (iPXE's ${asset}, SMBIOS),
+// and names nothing of the node. wwboot's DHCP hands iPXE
+// /ipxe/${mac:hexhyp} with no key (dhcp.DefaultIPXEScriptURL); Warewulf's
+// dhcpd template adds ?assetkey=${asset}&uuid=${uuid} and warewulfd
+// refuses (401) an iPXE request without the right key. A wrong key is
+// refused (403), so a machine whose tag does not match does not loop here.
+func (h *Handler) serveAssetChain(w *recorder, r *http.Request, hw net.HardwareAddr) {
+	_, _, base := h.base(r)
+	script := "#!ipxe\n" +
+		"chain --replace --autofree " + base + "/ipxe/" + hw.String() + "?assetkey=${asset} || goto refused\n" +
+		":refused\n" +
+		"echo wwboot: the server refused this machine's asset tag (SMBIOS): it must match the node's asset key (wwboot node set NAME --asset KEY)\n" +
+		"sleep 30\n" +
+		"reboot\n"
+	writeScript(w, []byte(script))
 }
 
 // serveUnknown sends the unknown-node script, which asks again later.

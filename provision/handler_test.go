@@ -237,6 +237,9 @@ func TestAssetKey(t *testing.T) {
 	l := newLab(t)
 	_, ts := l.serve(t)
 	_, script := get(t, ts.URL+"/ipxe/"+mac2)
+	assert.Contains(t, string(script), "/ipxe/"+mac2+"?assetkey=${asset}", "without a key: a script that asks again with iPXE's ${asset}")
+	assert.NotContains(t, string(script), "/kernel/")
+	_, script = get(t, ts.URL+"/ipxe/"+mac2+"?assetkey="+asset)
 	assert.Contains(t, string(script), "/kernel/"+mac2+"?assetkey=${asset}", "the script passes iPXE's ${asset}")
 	assert.Contains(t, string(script), "/image/"+mac2+"?assetkey=${asset}")
 	for _, p := range []string{"/kernel/" + mac2, "/image/" + mac2, "/overlay/system/" + mac2, "/provision/" + mac2 + "?stage=kernel",

@@ -150,6 +150,7 @@ func (c *changes) watch() {
 		c.mu.Lock()
 		c.last = db
 		c.mu.Unlock()
+		c.h.pruneEnrollments(db)
 		lastRecheck = now
 		c.notify()
 	}

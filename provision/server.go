@@ -585,6 +585,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Events != nil {
 		run("state watch", func() error { s.handler.WatchStates(s.inner, 0); return nil })
 	}
+	if s.cfg.AgentTLS != nil {
+		// Certificates of nodes gone from the inventory die when the
+		// server sees it, not at the next request.
+		run("inventory watch", func() error { s.handler.WatchInventory(s.inner, 0); return nil })
+	}
 	tftpAddr := ""
 	if s.tconn != nil {
 		tftpAddr = s.tconn.LocalAddr().String()

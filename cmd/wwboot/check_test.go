@@ -22,7 +22,7 @@ func TestNodeCheck(t *testing.T) {
 
 	conf := filepath.Join(t.TempDir(), "site.conf")
 	require.NoError(t, os.WriteFile(conf, []byte(`nodeprofiles:
-  default: {}
+  default: {system overlay: [wwinit, hostname]}
 nodes:
   n1:
     profiles: [default, gone]
@@ -31,6 +31,7 @@ nodes:
   n2:
     network devices:
       eth0: {hwaddr: "aa:bb:cc:00:00:01"}
+    system overlay: [wwinit]
 `), 0o644))
 	bin, err := buildBinary()
 	require.NoError(t, err)
@@ -85,13 +86,13 @@ func TestNodeCheckKernelVersion(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(tree, "boot", "vmlinuz-6.1.0-25-amd64"), []byte("kernel"), 0o644))
 	mustRun(t, root, "image", "import", tree, "deb12")
 	conf := `nodeprofiles:
-  default: {}
+  default: {system overlay: [wwinit, hostname]}
 nodes:
-  ok1: {image name: deb12, kernel: {version: "6.1"}}
-  ok2: {image name: deb12, kernel: {version: 6.1.0-25-amd64}}
-  ok3: {image name: deb12, kernel: {version: /boot/vmlinuz-6.1.0-25-amd64}}
-  bad: {image name: deb12, kernel: {version: "6.2"}}
-  other: {image name: notimported, kernel: {version: "6.2"}}
+  ok1: {profiles: [default], image name: deb12, kernel: {version: "6.1"}}
+  ok2: {profiles: [default], image name: deb12, kernel: {version: 6.1.0-25-amd64}}
+  ok3: {profiles: [default], image name: deb12, kernel: {version: /boot/vmlinuz-6.1.0-25-amd64}}
+  bad: {profiles: [default], image name: deb12, kernel: {version: "6.2"}}
+  other: {profiles: [default], image name: notimported, kernel: {version: "6.2"}}
 `
 	require.NoError(t, os.WriteFile(filepath.Join(root, "nodes.conf"), []byte(conf), 0o644))
 	out, err := run(t, root, "node", "check")
@@ -108,4 +109,79 @@ nodes:
 	_, err = run(t, noRoot, "node", "check", "--file", filepath.Join(root, "nodes.conf"))
 	require.NoError(t, err)
 	assert.NoDirExists(t, noRoot)
+}
+
+// checkExit runs the real binary's node check and returns its output and
+// exit status.
+func checkExit(t *testing.T, root string, args ...string) (string, int) {
+	t.Helper()
+	bin, err := buildBinary()
+	require.NoError(t, err)
+	out, err := exec.Command(bin, append([]string{"--root", root, "node", "check"}, args...)...).CombinedOutput()
+	if err == nil {
+		return string(out), 0
+	}
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	return string(out), ee.ExitCode()
+}
+
+// TestNodeCheckSystemSecrets: node check names the nodes whose system
+// overlay the server refuses because it carries private files, with the
+// overlays, the files and what to do, and fails: an imported Warewulf
+// nodes.conf (ssh.host_keys in the system overlays), a site overlay with a
+// template naming .Ipmi.Password, one including a 0600 server file and a
+// 0600 static file. It renders nothing (no host key is made), and says
+// nothing once wwboot.conf accepts such overlays.
+func TestNodeCheckSystemSecrets(t *testing.T) {
+	root := t.TempDir()
+	mustRun(t, root, "init")
+	out, code := checkExit(t, root)
+	require.Equal(t, 0, code, "wwboot's default profile keeps secrets in the runtime overlays:\n%s", out)
+	assert.Contains(t, out, "nothing to fix")
+
+	ww := filepath.Join(t.TempDir(), "nodes.conf")
+	require.NoError(t, os.WriteFile(ww, []byte(wwNodesConf), 0o644))
+	out, code = checkExit(t, root, "--file", ww)
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "node(s) n[1-2]: system overlay ssh.host_keys carries private files")
+	assert.Contains(t, out, "ssh.host_keys: /etc/ssh/ssh_host_ed25519_key (its template calls SSHHostKey")
+	assert.Contains(t, out, "move it to the runtime overlays")
+	assert.Contains(t, out, "'system overlay secrets: true' in "+filepath.Join(root, "wwboot.conf"))
+	assert.NotContains(t, out, "wwclient:", "wwclient (the CA certificate, public) carries nothing private")
+	assert.NotContains(t, out, "nothing to fix")
+	assert.NoDirExists(t, filepath.Join(root, "keys", "nodes", "n1"), "node check renders nothing: no host key made")
+	assert.NoDirExists(t, filepath.Join(root, "keys", "shared"))
+
+	// A site overlay with private files of every kind the server refuses.
+	munge := filepath.Join(t.TempDir(), "munge.key")
+	require.NoError(t, os.WriteFile(munge, []byte("key"), 0o400))
+	write := func(rel, text string, mode os.FileMode) {
+		p := filepath.Join(root, "overlays", "site1", "rootfs", rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(text), mode))
+		require.NoError(t, os.Chmod(p, mode))
+	}
+	write("etc/bmc.conf.ww", "password={{ .Ipmi.Password }}\n", 0o644)
+	write("etc/munge/munge.key.ww", `{{ Include "`+munge+`" }}`, 0o644)
+	write("etc/static.key", "secret", 0o600)
+	write("etc/motd", "hello", 0o644)
+	mustRun(t, root, "node", "add", "s1", "--hwaddr", "aa:bb:cc:00:00:21", "--ipaddr", "10.0.0.21", "--system-overlays", "wwinit,site1")
+	out, code = checkExit(t, root)
+	assert.Equal(t, 1, code, out)
+	for _, want := range []string{
+		"node(s) s1: system overlay site1 carries private files",
+		"site1: /etc/bmc.conf (its template names the BMC password (.Ipmi.Password))",
+		"site1: /etc/munge/munge.key (its template includes " + munge,
+		"site1: /etc/static.key (a static file of mode 0600",
+		"1 finding(s)",
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.NotContains(t, out, "/etc/motd")
+
+	require.NoError(t, setConfigKeys(filepath.Join(root, "wwboot.conf"), map[string]string{"system overlay secrets": "true"}))
+	out, code = checkExit(t, root)
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "nothing to fix")
 }
