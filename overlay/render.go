@@ -28,15 +28,21 @@ import (
 )
 
 // DefaultSystemOverlays is the system overlay list of a node whose own list
-// is empty (unless Options.DefaultSystem says otherwise).
+// is empty (unless Options.DefaultSystem says otherwise). Nothing in it is
+// private to a node: anyone may fetch a system overlay, so ssh.host_keys is
+// a runtime overlay here, where Warewulf's default profile has it in the
+// system overlays. (The profile `wwboot init` writes adds wwclient, the
+// node agent, which needs ServerInfo.Paths.Agent.)
 func DefaultSystemOverlays() []string {
-	return []string{"wwinit", "hostname", "machine-id", "udev.netname", "systemd.netname", "fstab", "resolv", "ssh.host_keys", "ifupdown", "NetworkManager", "systemd-networkd"}
+	return []string{"wwinit", "hostname", "machine-id", "udev.netname", "systemd.netname",
+		"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv"}
 }
 
 // DefaultRuntimeOverlays is the runtime overlay list of a node whose own
-// list is empty (unless Options.DefaultRuntime says otherwise).
+// list is empty (unless Options.DefaultRuntime says otherwise): what only
+// the node gets.
 func DefaultRuntimeOverlays() []string {
-	return []string{"hosts", "ssh.authorized_keys"}
+	return []string{"hosts", "ssh.authorized_keys", "ssh.host_keys"}
 }
 
 // Options configure a Renderer.

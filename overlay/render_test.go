@@ -72,7 +72,7 @@ func TestGNUTools(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(sys, "init"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
-	fi, err = os.Stat(filepath.Join(sys, "etc/ssh/ssh_host_ed25519_key"))
+	fi, err = os.Stat(filepath.Join(dir, "runtime", "etc/ssh/ssh_host_ed25519_key"))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
 	b, err = os.ReadFile(filepath.Join(dir, "runtime", "root/.ssh/authorized_keys"))
