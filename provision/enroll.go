@@ -574,19 +574,10 @@ func (h *Handler) serveEnroll(w *recorder, r *http.Request) {
 		return
 	}
 	w.hwaddr = hw.String()
-	_, node, err := h.lookup(r.Context(), hw)
-	switch {
-	case errors.Is(err, nodedb.ErrNotFound) || (err == nil && node == nil):
-		h.metrics.unknown.Inc()
-		w.hwaddr = ""
-		http.Error(w, fmt.Sprintf("no node has hardware address %s; add it with: wwboot node add NAME --hwaddr %s", hw, hw), http.StatusNotFound)
-		return
-	case err != nil:
-		h.log.Error("inventory lookup failed", "hwaddr", hw, "err", err)
-		http.Error(w, "inventory unavailable", http.StatusServiceUnavailable)
+	_, node, ok := h.nodeOf(w, r, hw, nil)
+	if !ok {
 		return
 	}
-	w.node = node.ID
 	if reason, msg := h.plainAllowed(r, node, whatEnroll); reason != "" {
 		h.metrics.refused.WithLabelValues(reason).Inc()
 		// Unlike iPXE's runtime overlay request, a refused enrollment is

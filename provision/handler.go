@@ -486,6 +486,36 @@ func (h *Handler) WatchInventory(ctx context.Context, interval time.Duration) {
 }
 
 // serveNode answers a node's request for stage.
+// nodeOf resolves hw to its node for r and records it on w, or answers r
+// itself and reports false: 503 when the inventory is unavailable, and for
+// a MAC no node has, onUnknown, or when it is nil a 404 that keeps the MAC
+// out of the status.
+func (h *Handler) nodeOf(w *recorder, r *http.Request, hw net.HardwareAddr, onUnknown func()) (*nodedb.DB, *nodedb.Node, bool) {
+	db, node, err := h.lookup(r.Context(), hw)
+	switch {
+	case errors.Is(err, nodedb.ErrNotFound) || (err == nil && node == nil):
+		h.metrics.unknown.Inc()
+		if onUnknown != nil {
+			onUnknown()
+			return nil, nil, false
+		}
+		w.hwaddr = "" // an unknown MAC is not worth a status entry
+		notFound(w, hw)
+		return nil, nil, false
+	case err != nil:
+		h.log.Error("inventory lookup failed", "hwaddr", hw, "err", err)
+		http.Error(w, "inventory unavailable", http.StatusServiceUnavailable)
+		return nil, nil, false
+	}
+	w.node = node.ID
+	return db, node, true
+}
+
+// notFound answers a request for a MAC no node has.
+func notFound(w http.ResponseWriter, hw net.HardwareAddr) {
+	http.Error(w, fmt.Sprintf("no node has hardware address %s; add it with: wwboot node add NAME --hwaddr %s", hw, hw), http.StatusNotFound)
+}
+
 func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) {
 	hw, err := ParseMAC(macStr)
 	if err != nil {
@@ -498,23 +528,16 @@ func (h *Handler) serveNode(w *recorder, r *http.Request, stage, macStr string) 
 		http.Error(w, "overlay=: wwboot serves a node's whole system or runtime overlay, not chosen overlays", http.StatusBadRequest)
 		return
 	}
-	ctx := r.Context()
-	db, node, err := h.lookup(ctx, hw)
-	switch {
-	case errors.Is(err, nodedb.ErrNotFound) || (err == nil && node == nil):
-		h.metrics.unknown.Inc()
+	db, node, ok := h.nodeOf(w, r, hw, func() {
 		if stage == StageIPXE {
 			h.serveUnknown(w, r, hw)
 			return
 		}
-		http.Error(w, fmt.Sprintf("no node has hardware address %s; add it with: wwboot node add NAME --hwaddr %s", hw, hw), http.StatusNotFound)
-		return
-	case err != nil:
-		h.log.Error("inventory lookup failed", "hwaddr", hw, "err", err)
-		http.Error(w, "inventory unavailable", http.StatusServiceUnavailable)
+		notFound(w, hw) // the status keeps the unknown MAC's requests
+	})
+	if !ok {
 		return
 	}
-	w.node = node.ID
 
 	if stage != StageRuntime && node.AssetKey != "" &&
 		subtle.ConstantTimeCompare([]byte(q.Get("assetkey")), []byte(node.AssetKey)) != 1 {

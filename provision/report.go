@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
-
-	"github.com/wwboot/wwboot/nodedb"
 )
 
 // Report is the body of POST /agent/{mac}: a node agent's heartbeat (state
@@ -82,19 +80,10 @@ func (h *Handler) serveReport(w *recorder, r *http.Request) {
 		return
 	}
 	w.hwaddr = hw.String()
-	_, node, err := h.lookup(r.Context(), hw)
-	switch {
-	case errors.Is(err, nodedb.ErrNotFound) || (err == nil && node == nil):
-		h.metrics.unknown.Inc()
-		w.hwaddr = "" // an unknown MAC is not worth a status entry
-		http.Error(w, fmt.Sprintf("no node has hardware address %s; add it with: wwboot node add NAME --hwaddr %s", hw, hw), http.StatusNotFound)
-		return
-	case err != nil:
-		h.log.Error("inventory lookup failed", "hwaddr", hw, "err", err)
-		http.Error(w, "inventory unavailable", http.StatusServiceUnavailable)
+	_, node, ok := h.nodeOf(w, r, hw, nil)
+	if !ok {
 		return
 	}
-	w.node = node.ID
 	var reason, msg string
 	if r.TLS != nil && h.opts.AgentTLS != nil {
 		reason, msg = h.opts.AgentTLS.certAllowed(r.TLS, node)
