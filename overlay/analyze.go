@@ -18,6 +18,88 @@ type deps struct {
 	// (isSecretField: .Ipmi.Password, $.Ipmi.Password, .Password inside
 	// a with or range, Warewulf's older .IpmiPassword).
 	secretField bool
+	// dumps: prints a whole structure that may hold a secret (toJson,
+	// printf, print... of ., .Ipmi or .AllNodes, or {{ .Ipmi }} alone).
+	// Only CheckPrivate uses it: a render finds such secrets by value.
+	dumps bool
+}
+
+// isDumpFunc says whether a template function prints whatever it is given,
+// structures included.
+func isDumpFunc(name string) bool {
+	switch name {
+	case "toJson", "toPrettyJson", "toRawJson", "mustToJson", "mustToPrettyJson", "mustToRawJson",
+		"toYaml", "toToml", "toString", "print", "printf", "println", "js", "html", "urlquery":
+		return true
+	}
+	return false
+}
+
+// wholeSecretHolder says whether n is a value that holds secrets whole:
+// dot, .Ipmi or .AllNodes (reached any way), or (index ...) of them.
+func wholeSecretHolder(n parse.Node) bool {
+	holder := func(idents []string) bool {
+		if len(idents) == 0 {
+			return false
+		}
+		last := idents[len(idents)-1]
+		return last == "Ipmi" || last == "AllNodes" || last == "Node"
+	}
+	switch n := n.(type) {
+	case *parse.DotNode:
+		return true
+	case *parse.FieldNode:
+		return holder(n.Ident)
+	case *parse.ChainNode:
+		return holder(n.Field) || (len(n.Field) == 0 && wholeSecretHolder(n.Node))
+	case *parse.VariableNode:
+		return (len(n.Ident) == 1 && n.Ident[0] == "$") || holder(n.Ident[1:])
+	case *parse.PipeNode:
+		for _, c := range n.Cmds {
+			if len(c.Args) > 1 {
+				if id, ok := c.Args[0].(*parse.IdentifierNode); ok && id.Ident == "index" && wholeSecretHolder(c.Args[1]) {
+					return true
+				}
+			}
+			if len(c.Args) == 1 && wholeSecretHolder(c.Args[0]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dumpsIn marks d when pipe p prints a whole secret holder: a dump function
+// given one as an argument or piped one, or an action that prints one alone
+// ({{ .Ipmi }}; not {{ . }}, which prints list elements in a range).
+func (d *deps) dumpsIn(p *parse.PipeNode, action bool) {
+	if p == nil || len(p.Cmds) == 0 {
+		return
+	}
+	first := p.Cmds[0]
+	piped := len(first.Args) == 1 && wholeSecretHolder(first.Args[0])
+	for i, c := range p.Cmds {
+		if len(c.Args) == 0 {
+			continue
+		}
+		id, ok := c.Args[0].(*parse.IdentifierNode)
+		if !ok || !isDumpFunc(id.Ident) {
+			continue
+		}
+		if i > 0 && piped {
+			d.dumps = true
+		}
+		for _, a := range c.Args[1:] {
+			if wholeSecretHolder(a) {
+				d.dumps = true
+			}
+		}
+	}
+	if action && len(p.Cmds) == 1 && len(first.Args) == 1 {
+		if _, dot := first.Args[0].(*parse.DotNode); !dot && wholeSecretHolder(first.Args[0]) {
+			d.dumps = true
+		}
+	}
 }
 
 // isSecretField says whether a field name names a secret of the node in the
@@ -48,7 +130,7 @@ func isNodeFunc(name string) bool {
 
 func isExternalFunc(name string) bool {
 	switch name {
-	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey", "AgentBinary", "MachineID":
+	case "Include", "IncludeFrom", "IncludeBlock", "ImportLink", "readlink", "SSHHostKey", "SSHHostPubKey", "AgentBinary", "ClusterCA", "MachineID":
 		return true
 	}
 	return false
@@ -91,11 +173,13 @@ func walk(d *deps, n parse.Node, root bool) {
 			walk(d, c, root)
 		}
 	case *parse.ActionNode:
+		d.dumpsIn(n.Pipe, true)
 		walk(d, n.Pipe, root)
 	case *parse.PipeNode:
 		if n == nil {
 			return
 		}
+		d.dumpsIn(n, false)
 		for _, c := range n.Cmds {
 			walk(d, c, root)
 		}

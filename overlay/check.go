@@ -28,7 +28,9 @@ type PrivateFile struct {
 //   - its template calls SSHHostKey (a private host key), or holds a
 //     private key in its text;
 //   - its template names the BMC password (.Ipmi.Password, however
-//     reached, or Warewulf's older .IpmiPassword);
+//     reached, or Warewulf's older .IpmiPassword), or prints a whole
+//     structure that holds it (toJson ., printf "%v" .Ipmi, toJson
+//     .AllNodes);
 //   - its template reads files (Include, IncludeBlock, IncludeFrom) into a
 //     file that denies others read;
 //   - its template includes (Include, IncludeBlock) a server file that
@@ -85,6 +87,8 @@ func (r *Renderer) privateWhy(f *File, srv *TemplateData) string {
 		return "its template calls SSHHostKey (the node's private host key)"
 	case d.secretField:
 		return "its template names the BMC password (.Ipmi.Password)"
+	case d.dumps:
+		return "its template prints a whole structure that holds secrets (toJson, printf... of ., .Ipmi or .AllNodes): the server refuses it as soon as a node has a BMC password or an asset key"
 	case d.reads && f.Mode.Perm()&0o004 == 0:
 		return fmt.Sprintf("its template reads files (Include...) into a file of mode %04o, which denies others read", f.Mode.Perm())
 	case d.reads:

@@ -104,3 +104,44 @@ func TestCheckPrivate(t *testing.T) {
 	_, err = r.CheckPrivate([]string{"no-such-overlay"})
 	assert.ErrorIs(t, err, ErrNotFound)
 }
+
+// TestCheckPrivateDumps: node check lists templates that print a whole
+// structure holding secrets (the second attack pass's system overlay
+// templates, which the server refuses by value), and none of the built-in
+// overlays of wwboot's default profile.
+func TestCheckPrivateDumps(t *testing.T) {
+	site := t.TempDir()
+	dumps := map[string]string{
+		"etc/all.json.ww":    "{{ toJson .AllNodes }}\n",
+		"etc/all-ipmi.ww":    "{{ range .AllNodes }}{{ toJson .Ipmi }} {{ end }}\n",
+		"etc/all-printf.ww":  `{{ range .AllNodes }}{{ printf "%v" .Ipmi }} {{ end }}` + "\n",
+		"etc/first.json.ww":  "{{ (index .AllNodes 0).Ipmi | toJson }}\n",
+		"etc/dump.json.ww":   "{{ toJson . }}\n",
+		"etc/b64.ww":         "{{ toJson .Ipmi | b64enc }}\n",
+		"etc/upper.ww":       `{{ printf "%v" .Ipmi | upper }}` + "\n",
+		"etc/ipmi-alone.ww":  "{{ .Ipmi }}\n",
+		"etc/root-dump.ww":   "{{ toPrettyJson $ }}\n",
+		"etc/fine-args.ww":   "{{ range .Kernel.Args }}{{ . }} {{ end }}\n",
+		"etc/fine-fields.ww": "{{ .Ipmi.Ipaddr }} {{ toJson .Tags }} {{ printf \"%s\" .Id }}\n",
+	}
+	for rel, text := range dumps {
+		p := filepath.Join(site, "dumps", "rootfs", rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(text), 0o644))
+	}
+	r := newTestRenderer(t, func(o *Options) { o.SiteDir = site })
+	found, err := r.CheckPrivate([]string{"dumps"})
+	require.NoError(t, err)
+	var got []string
+	for _, f := range found {
+		got = append(got, f.Path)
+		assert.Contains(t, f.Why, "whole structure", f.Path)
+	}
+	assert.ElementsMatch(t, []string{"etc/all.json", "etc/all-ipmi", "etc/all-printf", "etc/first.json", "etc/dump.json",
+		"etc/b64", "etc/upper", "etc/ipmi-alone", "etc/root-dump"}, got)
+
+	found, err = r.CheckPrivate([]string{"wwinit", "hostname", "machine-id", "udev.netname", "systemd.netname",
+		"ifupdown", "NetworkManager", "systemd-networkd", "fstab", "resolv", "hosts", "ignition", "debug"})
+	require.NoError(t, err)
+	assert.Empty(t, found, "the built-in overlays print no secret")
+}

@@ -70,20 +70,17 @@ func readInTree(root, p string) ([]byte, string, bool, error) {
 }
 
 // hiddenIn says whether the file real is in a directory others may not
-// enter (no o+x), which makes it its owner's alone whatever its own mode: in
-// a tree (an image), any directory between root and the file (/root,
-// /etc/ssl/private); for a server file named by an absolute path (root
-// "/"), the directory that holds it. Directories above that are not looked
-// at: a state directory kept under /root must not make every file in it a
-// secret.
+// enter (no o+x), which makes it its owner's alone whatever its own mode:
+// for a server file named by an absolute path (root "/"), any directory
+// above it (/root, /var/lib/private, a 0700 directory); in a tree (an
+// image, Warewulf's configuration directory), any directory between root
+// and the file (the image's /root, /etc/ssl/private), not root itself nor
+// what lies above it (the image store's own directories).
 func hiddenIn(root, real string) bool {
 	root = filepath.Clean(root)
 	for d := filepath.Dir(real); d != root && d != "/" && d != "."; d = filepath.Dir(d) {
 		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
 			return true
-		}
-		if root == "/" {
-			break
 		}
 	}
 	return false

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -316,10 +317,14 @@ func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 }
 
 // fileStamp identifies a version of a server file a render read.
+// fileStamp is what a render read from one server file, to tell when the
+// render is stale: size, mtime, and the inode's change time, which a chmod
+// moves too (whether the file counts as a secret follows its mode).
 type fileStamp struct {
 	path  string
 	size  int64
 	mtime int64
+	ctime int64
 	ok    bool
 }
 
@@ -328,7 +333,11 @@ func stampOf(p string) fileStamp {
 	if err != nil {
 		return fileStamp{path: p}
 	}
-	return fileStamp{path: p, size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
+	st := fileStamp{path: p, size: fi.Size(), mtime: fi.ModTime().UnixNano(), ok: true}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ctime = sys.Ctim.Nano()
+	}
+	return st
 }
 
 func stampsValid(st []fileStamp) bool {

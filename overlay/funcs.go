@@ -196,6 +196,7 @@ func (s *state) funcs() template.FuncMap {
 			return trimNL(string(data))
 		},
 		"AgentBinary": s.agentBinary,
+		"ClusterCA":   s.clusterCA,
 		"SSHHostKey": func(typ string) (string, error) {
 			return s.hostKey(typ, false)
 		},
@@ -427,6 +428,31 @@ type output struct {
 	link   string
 	isLink bool
 	secret bool // the execution that wrote it read a secret (state.secret)
+}
+
+// clusterCA returns the cluster CA's certificate (ServerInfo.Paths.CACert,
+// PEM) for the wwclient overlay, or "" when none is configured (agent tls:
+// false). It is public: unlike Include, where the file lies (the state
+// directory may sit under /root) does not make it a secret; and a file that
+// is not a PEM certificate, or holds a private key, is an error rather than
+// something to hand out. (wwboot extension.)
+func (s *state) clusterCA() (string, error) {
+	p := ""
+	if s.r != nil {
+		p = s.r.opts.Server.Paths.CACert
+	}
+	if p == "" {
+		return "", nil
+	}
+	s.stamp(p)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("the cluster CA certificate %s: %w", p, err)
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN CERTIFICATE-----")) || hasPrivateKey(data) {
+		return "", fmt.Errorf("the cluster CA certificate %s: not a PEM certificate alone", p)
+	}
+	return trimNL(string(data)), nil
 }
 
 // agentBinary returns the node agent binary (ServerInfo.Paths.Agent) byte

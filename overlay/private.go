@@ -78,26 +78,43 @@ func redactedNode(n *Node, standIn string, keepAsset bool) *Node {
 // markHidden marks private the static regular files under a directory of
 // the overlay that others may not enter (mode without o+x, like Debian's
 // /etc/ssl/private): on the node only the owner reaches them, so they are
-// the node's secrets whatever their own mode.
-func markHidden(dirs, files []*record) {
+// the node's secrets whatever their own mode. It returns those
+// directories, for the templates' outputs (layout.markOutputs).
+func markHidden(dirs, files []*record) map[string]bool {
 	closed := map[string]bool{}
 	for _, d := range dirs {
 		if d.mode&0o001 == 0 {
 			closed[d.path] = true
 		}
 	}
-	if len(closed) == 0 {
-		return
-	}
 	for _, f := range files {
-		if f.mode&0o170000 != sIFREG {
-			continue
+		if f.mode&0o170000 == sIFREG && under(closed, f.path) {
+			f.private = true
 		}
-		for d := path.Dir(f.path); d != "." && d != "/"; d = path.Dir(d) {
-			if closed[d] {
-				f.private = true
-				break
-			}
+	}
+	return closed
+}
+
+// under says whether p lies below one of the directories in closed.
+func under(closed map[string]bool, p string) bool {
+	if len(closed) == 0 {
+		return false
+	}
+	for d := path.Dir(p); d != "." && d != "/"; d = path.Dir(d) {
+		if closed[d] {
+			return true
+		}
+	}
+	return false
+}
+
+// markOutputs marks private the regular files templates wrote below a
+// directory of the layout that others may not enter, as markHidden does
+// for static files.
+func (l *layout) markOutputs(outs []layered) {
+	for _, o := range outs {
+		if o.rec.mode&0o170000 == sIFREG && under(l.closed, o.rec.path) {
+			o.rec.private = true
 		}
 	}
 }

@@ -31,6 +31,11 @@ func TestArchivePrivate(t *testing.T) {
 	require.NoError(t, os.Chmod(hiddenDir, 0o700)) // a 0644 file in it is its owner's alone
 	hidden := filepath.Join(hiddenDir, "token")
 	require.NoError(t, os.WriteFile(hidden, []byte("site token\n"), 0o644))
+	// Deeper: a 0755 directory inside the closed one (systemd's
+	// /var/lib/private/SERVICE/).
+	require.NoError(t, os.Mkdir(filepath.Join(hiddenDir, "sub"), 0o755))
+	nested := filepath.Join(hiddenDir, "sub", "state")
+	require.NoError(t, os.WriteFile(nested, []byte("nested secret\n"), 0o644))
 	write := func(rel, text string, mode os.FileMode) {
 		p := filepath.Join(site, "secrets", "rootfs", rel)
 		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
@@ -43,7 +48,9 @@ func TestArchivePrivate(t *testing.T) {
 	write("etc/pasted.ww", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbg==\n-----END OPENSSH PRIVATE KEY-----\n", 0o644)
 	write("etc/plain.conf", "x=1\n", 0o644)
 	write("etc/token.ww", `{{ Include "`+hidden+`" }}`, 0o644)
+	write("etc/nested.ww", `{{ Include "`+nested+`" }}`, 0o644)
 	write("etc/ssl/private/site.pem", "a key in a closed directory\n", 0o644)
+	write("etc/ssl/private/gen.conf.ww", "password=literal {{ .Id }}\n", 0o644)
 	require.NoError(t, os.Chmod(filepath.Join(site, "secrets", "rootfs", "etc/ssl/private"), 0o700))
 
 	db := testDB(t, testConfig(1))
@@ -60,7 +67,7 @@ func TestArchivePrivate(t *testing.T) {
 	require.Contains(t, m, "etc/NetworkManager/system-connections/wwboot-default.nmconnection")
 	assert.Equal(t, uint64(0o600), m["etc/NetworkManager/system-connections/wwboot-default.nmconnection"].mode&0o777)
 	assert.ElementsMatch(t, []string{"etc/ssh/ssh_host_ed25519_key", "etc/munge/munge.key", "etc/static.secret", "etc/pasted",
-		"etc/token", "etc/ssl/private/site.pem"}, a.Private())
+		"etc/token", "etc/nested", "etc/ssl/private/site.pem", "etc/ssl/private/gen.conf"}, a.Private())
 
 	r2 := newTestRenderer(t, func(o *Options) { o.DefaultSystem = []string{"wwinit", "hostname", "NetworkManager"} })
 	a, err = r2.Render(ctx, db, n, System)
@@ -152,4 +159,32 @@ func TestArchivePrivateRenderedSecrets(t *testing.T) {
 	m, _ = unpack(t, a)
 	assert.Contains(t, m["etc/bmc.conf"].data, "IPMI_PASSWORD=S3cretBMC!")
 	assert.Contains(t, m["etc/all.json"].data, "Other2BMC")
+}
+
+// TestPrivateFollowsChmod: a render is stale when a file it included
+// changes mode (chmod moves the inode's ctime, not its mtime), so a file
+// made 0600 after a first render is private at the next request.
+func TestPrivateFollowsChmod(t *testing.T) {
+	ctx := context.Background()
+	site := t.TempDir()
+	src := filepath.Join(openTempDir(t), "site.conf")
+	require.NoError(t, os.WriteFile(src, []byte("token=abc\n"), 0o644))
+	p := filepath.Join(site, "inc", "rootfs", "etc", "site.conf.ww")
+	require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+	require.NoError(t, os.WriteFile(p, []byte(`{{ Include "`+src+`" }}`), 0o644))
+	db := testDB(t, testConfig(1))
+	n, err := db.Node("n00001")
+	require.NoError(t, err)
+	r := newTestRenderer(t, func(o *Options) {
+		o.SiteDir = site
+		o.DefaultSystem = []string{"inc"}
+		o.CheckInterval = -1
+	})
+	a, err := r.Render(ctx, db, n, System)
+	require.NoError(t, err)
+	assert.Empty(t, a.Private())
+	require.NoError(t, os.Chmod(src, 0o600))
+	a, err = r.Render(ctx, db, n, System)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"etc/site.conf"}, a.Private(), "the chmod made the included file a secret")
 }

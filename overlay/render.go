@@ -262,6 +262,7 @@ type layout struct {
 	nodeInv   bool           // some per-node template reads the inventory
 	hostKeys  bool
 	machineID bool
+	closed    map[string]bool // overlay directories others may not enter (markHidden)
 }
 
 func (r *Renderer) layout(names []string) (*layout, error) {
@@ -341,7 +342,7 @@ func (r *Renderer) buildLayout(key string, names []string, ovs []*Overlay) (*lay
 		}
 		l.layers[p] = w.layer
 	}
-	markHidden(dirs, files)
+	l.closed = markHidden(dirs, files)
 	recs := withParents(append(dirs, files...), nil, l.layers, len(ovs))
 	if err := checkTree(recs, nil); err != nil {
 		return nil, fmt.Errorf("overlays %v: %w (one overlay has a file where another has a directory)", names, err)
@@ -641,6 +642,7 @@ func (r *Renderer) renderShared(l *layout, inv *invEntry, invKey string, kind Ki
 	e := &sharedEntry{inv: invKey}
 	data := r.opts.Server.newData(nil, r.allFor(inv, kind), r.now())
 	outs, stamps, err := r.execAll(l.shared, data, "")
+	l.markOutputs(outs)
 	if err != nil {
 		e.err = err
 		return e
@@ -755,6 +757,7 @@ func (r *Renderer) renderNode(l *layout, shared *sharedEntry, inv *invEntry, nod
 	}
 	data := r.opts.Server.newData(nd, r.allFor(inv, kind), r.now())
 	outs, stamps, err := r.execAll(l.perNode, data, node.ID)
+	l.markOutputs(outs)
 	if err != nil {
 		return nil, stamps, err
 	}
