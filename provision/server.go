@@ -518,6 +518,18 @@ func (s *Server) TFTPAddr() net.Addr {
 	return s.tconn.LocalAddr()
 }
 
+// TFTPMaxTransfers returns the TFTP transfer cap Listen set
+// (ServerConfig.TFTPMaxTransfers, or the one derived from the inventory),
+// 0 without TFTP or before Listen.
+func (s *Server) TFTPMaxTransfers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ts == nil {
+		return 0
+	}
+	return s.ts.MaxTransfers
+}
+
 // Serve runs every service until ctx ends or Shutdown is called, then
 // drains: it stops accepting requests and waits up to DrainTimeout for
 // transfers under way (HTTP downloads, TFTP transfers, DHCP requests in
