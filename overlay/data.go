@@ -302,8 +302,9 @@ type PathsConf struct {
 	// AgentBinary delivers to nodes (wwboot extension).
 	Agent string
 	// CACert is the cluster CA's certificate on the server (ROOT/tls/ca.crt),
-	// which the wwclient overlay puts on nodes as /etc/wwboot/ca.crt when
-	// Warewulf.TLSEnabled (wwboot extension: the agent's TLS channel).
+	// which the wwclient overlay puts on nodes as /etc/wwboot/ca.crt (the
+	// ClusterCA function) when Warewulf.TLSEnabled (wwboot extension: the
+	// agent's TLS channel).
 	CACert string
 }
 

@@ -9,7 +9,8 @@
 // systemd-networkd, fstab, resolv, machine-id, ssh.host_keys,
 // ssh.authorized_keys); a site overlay of the same name wins as a whole.
 // wwclient delivers the node agent (ServerInfo.Paths.Agent, through the
-// AgentBinary function) with its systemd unit.
+// AgentBinary function) with its systemd unit, and the public cluster CA
+// certificate (ServerInfo.Paths.CACert, through ClusterCA).
 // Files ending in ".ww" are Go text/template templates rendered for the node
 // (data: TemplateData; functions: Warewulf's Include, IncludeFrom,
 // IncludeBlock, file, softlink, ImportLink, readlink, basename, inc, dec,
