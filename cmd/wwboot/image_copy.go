@@ -68,7 +68,7 @@ and can then be changed on its own.`,
 				return fmt.Errorf("%s exists: remove it or choose another name", dst)
 			}
 			start := time.Now()
-			n, err := copyImageTree(m.Root, dst)
+			n, _, err := copyTree(m.Root, dst)
 			if err != nil {
 				return fmt.Errorf("image copy %s %s: %w", args[0], args[1], err)
 			}
@@ -158,19 +158,21 @@ func newImageRenameCmd(a *app) *cobra.Command {
 	}
 }
 
-// copyImageTree copies the tree src to dst (which must not exist) with
+// copyTree copies the tree src to dst (which must not exist) with
 // everything a root file system carries: owners (as root), permission and
 // setuid/setgid/sticky bits, symlinks, hard links, device nodes, FIFOs,
 // sockets' absence aside, extended attributes and modification times. It
-// goes through dst.tmp and a rename, so a failed copy leaves nothing, and
-// returns the number of entries.
-func copyImageTree(src, dst string) (int, error) {
+// goes through dst.tmp, one syncfs and a rename, so a failed copy leaves
+// nothing and a crash no half-written file; it returns the number of
+// entries and of regular files among them. Image copy and import warewulf's
+// overlays use it.
+func copyTree(src, dst string) (entries, files int, err error) {
 	tmp := dst + ".tmp"
 	if err := os.RemoveAll(tmp); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	type inode struct{ dev, ino uint64 }
 	links := map[inode]string{}
@@ -180,8 +182,7 @@ func copyImageTree(src, dst string) (int, error) {
 		mt   time.Time
 	}
 	var dirs []dirTime
-	n := 0
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -196,7 +197,10 @@ func copyImageTree(src, dst string) (int, error) {
 		}
 		st, _ := info.Sys().(*syscall.Stat_t)
 		mode := info.Mode()
-		n++
+		entries++
+		if mode.IsRegular() {
+			files++
+		}
 		if st != nil && !mode.IsDir() && st.Nlink > 1 {
 			key := inode{uint64(st.Dev), st.Ino}
 			if first, ok := links[key]; ok {
@@ -227,7 +231,7 @@ func copyImageTree(src, dst string) (int, error) {
 				return fmt.Errorf("%s: %w (device nodes need root)", p, err)
 			}
 		case mode&fs.ModeSocket != 0:
-			n-- // a socket is recreated by whoever listens on it
+			entries-- // a socket is recreated by whoever listens on it
 			return nil
 		default:
 			return fmt.Errorf("%s: cannot copy a file of mode %s", p, mode)
@@ -261,13 +265,28 @@ func copyImageTree(src, dst string) (int, error) {
 		}
 	}
 	if err == nil {
+		err = syncFS(tmp)
+	}
+	if err == nil {
 		err = os.Rename(tmp, dst)
 	}
 	if err != nil {
 		_ = os.RemoveAll(tmp)
-		return 0, err
+		return 0, 0, err
 	}
-	return n, nil
+	return entries, files, nil
+}
+
+// syncFS flushes the file system that holds dir (syncfs(2)): one call for
+// every file a copy wrote, where an fsync each would cost a disk flush per
+// file.
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 func copyRegular(src, dst string) error {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -617,7 +616,7 @@ func (w *warewulfImport) importOverlays(dir string) map[string]bool {
 				continue
 			}
 		}
-		n, err := copyTree(src, dst)
+		_, n, err := copyTree(src, dst)
 		if err != nil {
 			w.fail("overlay %s: %v", name, err)
 			_ = os.RemoveAll(w.a.path("overlays", name))
@@ -627,86 +626,6 @@ func (w *warewulfImport) importOverlays(dir string) map[string]bool {
 		w.take("overlay %s: %d files copied to %s", name, n, dst)
 	}
 	return copied
-}
-
-// copyTree copies the tree src to dst (which must not exist) with modes,
-// symlinks and, when run as root, owners; it returns the number of files.
-// It goes through dst.tmp and a rename, so a failed copy leaves nothing.
-func copyTree(src, dst string) (int, error) {
-	tmp := dst + ".tmp"
-	_ = os.RemoveAll(tmp)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return 0, err
-	}
-	files := 0
-	asRoot := os.Geteuid() == 0
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(tmp, rel)
-		info, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		switch {
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if err := os.Symlink(target, out); err != nil {
-				return err
-			}
-		case info.IsDir():
-			if err := os.Mkdir(out, info.Mode().Perm()|0o700); err != nil {
-				return err
-			}
-		case info.Mode().IsRegular():
-			if err := copyFile(p, out, info.Mode().Perm()); err != nil {
-				return err
-			}
-			files++
-		default:
-			return fmt.Errorf("%s: not a file, directory or symlink: remove it or copy it by hand", p)
-		}
-		if asRoot {
-			if st, ok := statOwner(info); ok {
-				if err := os.Lchown(out, st[0], st[1]); err != nil {
-					return err
-				}
-			}
-		}
-		if info.IsDir() {
-			return os.Chmod(out, info.Mode().Perm())
-		}
-		return nil
-	})
-	if err != nil {
-		_ = os.RemoveAll(tmp)
-		return 0, err
-	}
-	return files, os.Rename(tmp, dst)
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if err := copySyncClose(out, in); err != nil {
-		return err
-	}
-	return os.Chmod(dst, perm)
 }
 
 // copySyncClose copies in to out, fsyncs and closes out.
@@ -839,13 +758,4 @@ func setConfigKeys(path string, set map[string]string) error {
 		return fmt.Errorf("import warewulf: the mapped configuration does not load (fix %s by hand): %w", path, err)
 	}
 	return nil
-}
-
-// statOwner returns the uid and gid of a file's info.
-func statOwner(info fs.FileInfo) ([2]int, bool) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return [2]int{}, false
-	}
-	return [2]int{int(st.Uid), int(st.Gid)}, true
 }
