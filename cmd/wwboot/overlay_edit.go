@@ -78,6 +78,22 @@ func siteOverlay(a *app, name string) (*os.Root, error) {
 	return r, err
 }
 
+// inSiteOverlay runs fn on file of site overlay name: the overlay's rootfs
+// opened as an os.Root (siteOverlay) and the file's path checked
+// (overlayFile).
+func inSiteOverlay(a *app, name, file string, fn func(r *os.Root, rel string) error) error {
+	r, err := siteOverlay(a, name)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rel, err := overlayFile(file)
+	if err != nil {
+		return err
+	}
+	return fn(r, rel)
+}
+
 func isBuiltin(name string) bool {
 	if _, ok := overlay.BuiltinAlias(name); ok {
 		return true
@@ -205,23 +221,16 @@ func newOverlayMkdirCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := siteOverlay(a, args[0])
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			rel, err := overlayFile(args[1])
-			if err != nil {
-				return err
-			}
-			if err := r.MkdirAll(rel, m); err != nil {
-				return err
-			}
-			if err := r.Chmod(rel, m); err != nil { // MkdirAll's mode passes the umask
-				return err
-			}
-			fmt.Fprintf(a.stdout, "created %s in overlay %s\n", rel, args[0])
-			return nil
+			return inSiteOverlay(a, args[0], args[1], func(r *os.Root, rel string) error {
+				if err := r.MkdirAll(rel, m); err != nil {
+					return err
+				}
+				if err := r.Chmod(rel, m); err != nil { // MkdirAll's mode passes the umask
+					return err
+				}
+				fmt.Fprintf(a.stdout, "created %s in overlay %s\n", rel, args[0])
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&mode, "mode", "m", "0755", "permissions of the directory")
@@ -312,16 +321,7 @@ func newOverlayChmodCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := siteOverlay(a, args[0])
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			rel, err := overlayFile(args[1])
-			if err != nil {
-				return err
-			}
-			return r.Chmod(rel, m)
+			return inSiteOverlay(a, args[0], args[1], func(r *os.Root, rel string) error { return r.Chmod(rel, m) })
 		},
 	}
 }
@@ -342,19 +342,12 @@ func newOverlayChownCmd(a *app) *cobra.Command {
 					return fmt.Errorf("gid %q: give a number (the node's group id)", args[3])
 				}
 			}
-			r, err := siteOverlay(a, args[0])
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			rel, err := overlayFile(args[1])
-			if err != nil {
-				return err
-			}
-			if err := r.Lchown(rel, uid, gid); err != nil {
-				return fmt.Errorf("overlay %s: %w (changing owners needs root)", args[0], err)
-			}
-			return nil
+			return inSiteOverlay(a, args[0], args[1], func(r *os.Root, rel string) error {
+				if err := r.Lchown(rel, uid, gid); err != nil {
+					return fmt.Errorf("overlay %s: %w (changing owners needs root)", args[0], err)
+				}
+				return nil
+			})
 		},
 	}
 }
