@@ -10,11 +10,6 @@ import (
 // "... ENCRYPTED PRIVATE KEY-----").
 var privateKeyMarker = []byte("PRIVATE KEY-----")
 
-// minSecretLen is the shortest BMC password the rendered output is searched
-// for: a shorter one would match ordinary text and make files private
-// that hold no secret.
-const minSecretLen = 6
-
 // hasPrivateKey reports whether data holds a private key.
 func hasPrivateKey(data []byte) bool { return bytes.Contains(data, privateKeyMarker) }
 

@@ -732,17 +732,11 @@ func (r *Renderer) exec(ref tmplRef, data *TemplateData, node string) ([]output,
 		return nil, st.reads, &TemplateError{Overlay: ref.o.Name, File: f.Path, Node: node, Err: err}
 	}
 	// A secret however the template reached it (toJson .AllNodes,
-	// index, printf): in system renders every secret is r.redacted
-	// (allFor, redactedNode); in runtime renders the node's own BMC
-	// password is looked for. A value check behind the analysis of
-	// secretField.
-	var pw []byte
-	if n := data.Node; node != "" && n != nil && n.Ipmi != nil && len(n.Ipmi.Password) >= minSecretLen {
-		pw = []byte(n.Ipmi.Password)
-	}
+	// index, printf): in system renders, the only ones whose privacy
+	// matters (anyone may fetch them), every secret is r.redacted (allFor,
+	// redactedNode). A value check behind the analysis of secretField.
 	for i := range outs {
-		outs[i].secret = st.secret || bytes.Contains(outs[i].data, r.redactedB) ||
-			(pw != nil && bytes.Contains(outs[i].data, pw))
+		outs[i].secret = st.secret || bytes.Contains(outs[i].data, r.redactedB)
 	}
 	return outs, st.reads, nil
 }
