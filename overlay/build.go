@@ -141,7 +141,13 @@ func (r *Renderer) store(res []BuildResult) error {
 		for _, a := range []*Archive{rr.System, rr.Runtime} {
 			final := BuiltPath(r.opts.BuildDir, rr.Node, a.Kind)
 			if sameContent(final, a) {
-				continue // unchanged: no write, nothing to sync
+				// Unchanged: no write, nothing to sync; but an archive
+				// stored 0644 by an older version gets its mode.
+				if err := os.Chmod(final, a.FileMode()); err != nil {
+					errs[i] = fmt.Errorf("node %s: %w", rr.Node, err)
+					return
+				}
+				continue
 			}
 			// A unique temporary name: two builds at once must not share one.
 			f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(final)+"-*")
@@ -152,7 +158,7 @@ func (r *Renderer) store(res []BuildResult) error {
 			tmp := f.Name()
 			_, err = a.WriteTo(f)
 			if err == nil {
-				err = f.Chmod(0o644)
+				err = f.Chmod(a.FileMode())
 			}
 			if cerr := f.Close(); err == nil {
 				err = cerr

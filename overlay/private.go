@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"io/fs"
 	"path"
 )
 
@@ -112,4 +113,15 @@ func (l *layout) markOutputs(outs []layered) {
 			o.rec.private = true
 		}
 	}
+}
+
+// FileMode is the mode an archive gets when it is stored in a file (overlay
+// build, overlay render -o): 0600 when it carries a private file of the
+// node (Private), so that no other user of the server reads the node's
+// host keys from it, else 0644.
+func (a *Archive) FileMode() fs.FileMode {
+	if len(a.Private()) > 0 {
+		return 0o600
+	}
+	return 0o644
 }

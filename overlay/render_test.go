@@ -508,3 +508,32 @@ func TestMembersEndOnRecordBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildKeepsSecretsPrivate: a built archive that carries a private file
+// of the node (the runtime overlay's host keys) is stored 0600, others
+// 0644, and an archive stored 0644 before is given 0600 even when its
+// content did not change: a new user read every node's private host key
+// from ROOT/overlays-built as nobody.
+func TestBuildKeepsSecretsPrivate(t *testing.T) {
+	dir := t.TempDir()
+	db := testDB(t, testConfig(1))
+	r := newTestRenderer(t, func(o *Options) {
+		o.BuildDir = dir
+		o.DefaultRuntime = []string{"hosts", "ssh.host_keys"}
+		o.Server.Ssh.KeyTypes = []string{"ed25519"}
+	})
+	mode := func(k Kind) os.FileMode {
+		fi, err := os.Stat(BuiltPath(dir, "n00001", k))
+		require.NoError(t, err)
+		return fi.Mode().Perm()
+	}
+	_, err := r.Build(context.Background(), db)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), mode(Runtime), "the runtime archive holds the node's private host key")
+	assert.Equal(t, os.FileMode(0o644), mode(System))
+
+	require.NoError(t, os.Chmod(BuiltPath(dir, "n00001", Runtime), 0o644))
+	_, err = r.Build(context.Background(), db)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), mode(Runtime), "an unchanged archive gets its mode too")
+}

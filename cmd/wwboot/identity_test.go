@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,6 +40,16 @@ func archiveFiles(t *testing.T, root, node, kind string) map[string]string {
 			b, err := io.ReadAll(io.NewSectionReader(rec.ReaderAt, 0, int64(rec.FileSize)))
 			require.NoError(t, err)
 			files[rec.Name] = string(b)
+		}
+	}
+	// An archive written with a node's private key in it is its owner's
+	// alone (a new user read host keys from one as nobody).
+	for name, data := range files {
+		if strings.Contains(data, "PRIVATE KEY-----") {
+			fi, err := os.Stat(out)
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "%s holds %s, a private key", out, name)
+			break
 		}
 	}
 	return files

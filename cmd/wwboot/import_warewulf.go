@@ -751,7 +751,7 @@ func setConfigKeys(path string, set map[string]string) error {
 		lines = append(lines, k+": "+set[k])
 	}
 	text := strings.Join(lines, "\n") + "\n"
-	if err := writeFileAtomic(path, strings.NewReader(text)); err != nil {
+	if err := writeFileAtomic(path, strings.NewReader(text), 0o644); err != nil {
 		return err
 	}
 	if _, err := loadServeConfig(path); err != nil {

@@ -179,7 +179,7 @@ func newRecordCmds(a *app, k kind) []*cobra.Command {
 			if err != nil || !isNode {
 				return err
 			}
-			_, err = a.revokeNodes(deleted)
+			_, err = a.revokeNodes(deleted, true)
 			return err
 		},
 	}

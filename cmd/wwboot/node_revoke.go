@@ -39,7 +39,7 @@ NODES are node names, Slurm hostlists (n[001-004,010]) or shell patterns (quote 
 			if err != nil {
 				return err
 			}
-			revoked, err := a.revokeNodes(names)
+			revoked, err := a.revokeNodes(names, false)
 			if err != nil {
 				return err
 			}
@@ -52,10 +52,16 @@ NODES are node names, Slurm hostlists (n[001-004,010]) or shell patterns (quote 
 }
 
 // revokeNodes drops the enrollment records of names in ROOT/tls, says
-// which nodes had one and returns them.
-func (a *app) revokeNodes(names []string) ([]string, error) {
+// which nodes had one and returns them; deleted says the nodes are gone
+// from the inventory (node delete), whose agents then cannot enroll.
+func (a *app) revokeNodes(names []string, deleted bool) ([]string, error) {
 	revoked, err := provision.RevokeEnrollments(a.path("tls"), names...)
-	if len(revoked) > 0 {
+	switch {
+	case len(revoked) > 0 && deleted:
+		fmt.Fprintf(a.stdout, "deleted %s; revoked the agent certificates of %s with the deleted nodes\n", hostlist.Compress(names), hostlist.Compress(revoked))
+	case deleted:
+		fmt.Fprintf(a.stdout, "deleted %s\n", hostlist.Compress(names))
+	case len(revoked) > 0:
 		fmt.Fprintf(a.stdout, "revoked the agent certificates of %s; their agents enroll again on their next request\n", hostlist.Compress(revoked))
 	}
 	if err != nil {

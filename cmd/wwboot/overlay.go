@@ -342,7 +342,7 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 				_, err = ar.WriteTo(a.stdout)
 				return err
 			}
-			return writeFileAtomic(out, ar)
+			return writeFileAtomic(out, ar, ar.FileMode())
 		},
 	}
 	cmd.Flags().StringVar(&kind, "kind", "system", "system or runtime")
@@ -350,9 +350,9 @@ func newOverlayRenderCmd(a *app, f *overlayFlags) *cobra.Command {
 	return cmd
 }
 
-// writeFileAtomic writes src to path (mode 0644) through a temporary file,
+// writeFileAtomic writes src to path with mode through a temporary file,
 // fsync, rename and a sync of the directory.
-func writeFileAtomic(path string, src io.WriterTo) error {
+func writeFileAtomic(path string, src io.WriterTo, mode fs.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".wwboot-tmp-*")
 	if err != nil {
 		return err
@@ -365,7 +365,7 @@ func writeFileAtomic(path string, src io.WriterTo) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), mode)
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
